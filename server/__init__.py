@@ -1,0 +1,1 @@
+"""decaylab's API server: FastAPI app, run spec schemas, SQLAlchemy store and figures (no torch)."""

@@ -1,0 +1,134 @@
+"""The run spec (what users POST) and the API's response shapes. Tables live in models.py."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class RunStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class RunSpec(BaseModel):
+    """A training job: the seed's experiment with every knob it varies. Defaults are the seed's."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: Annotated[str | None, Field(max_length=200)] = None
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 50
+    tolerances: Annotated[list[FiniteFloat], Field(min_length=1, max_length=32)] = [
+        0.0,
+        0.001,
+        0.01,
+        0.1,
+    ]
+    learning_rate: Annotated[float, Field(gt=0)] = 0.01
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    batch_size: Annotated[int, Field(ge=1, le=8192)] = 64
+    hidden_sizes: Annotated[
+        list[Annotated[int, Field(ge=1, le=8192)]], Field(min_length=1, max_length=8)
+    ] = [512, 512, 512]
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    dataset: Literal["cifar10", "synthetic"] = "cifar10"
+    train_size: Annotated[int | None, Field(ge=1)] = None
+    test_size: Annotated[int | None, Field(ge=1)] = None
+    seed: int = 0
+    basis: Literal["previous", "next"] = "previous"
+    include_biases: bool = False
+    keep_snapshots: bool = False
+
+    @field_validator("tolerances")
+    @classmethod
+    def _distinct_ascending(cls, value: list[float]) -> list[float]:
+        if any(t < 0 for t in value):
+            raise ValueError("tolerances must be >= 0")
+        if len(set(value)) != len(value):
+            raise ValueError("tolerances must be distinct")
+        return sorted(value)
+
+
+class RunOut(BaseModel):
+    id: int
+    name: str | None
+    status: RunStatus
+    spec: RunSpec
+    epochs_done: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    device: str | None
+    worker: str | None
+    attempts: int
+    cancel_requested: bool
+    note: str | None = None
+
+
+class RunList(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    runs: list[RunOut]
+
+
+class MetricsOut(BaseModel):
+    run_id: int
+    epochs: list[int]
+    train_loss: list[float]
+    train_accuracy: list[float]
+    test_loss: list[float]
+    test_accuracy: list[float]
+    epoch_seconds: list[float]
+
+
+class LayerConstancy(BaseModel):
+    index: int
+    name: str
+    parameters: int
+    percent: list[float]
+
+
+class ConstancyOut(BaseModel):
+    run_id: int
+    tolerance: float
+    basis: str
+    epochs: list[int]
+    layers: list[LayerConstancy]
+    mean: list[float]
+    last_two_mean: list[float]
+
+
+class ConstancyAllOut(BaseModel):
+    run_id: int
+    basis: str
+    tolerances: list[float]
+    results: list[ConstancyOut]
+
+
+class CompareRun(BaseModel):
+    run_id: int
+    name: str | None
+    weight_decay: float
+    epochs: list[int]
+    percent: list[float]
+
+
+class CompareOut(BaseModel):
+    tolerance: float
+    scope: str
+    runs: list[CompareRun]
+
+
+class CompareAllOut(BaseModel):
+    scope: str
+    tolerances: list[float]
+    results: list[CompareOut]

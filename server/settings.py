@@ -1,0 +1,46 @@
+"""Settings from environment variables prefixed ``DECAYLAB_``."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DECAYLAB_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("./data")
+    # Default: an SQLite file under data_dir (see database_url_resolved).
+    database_url: str | None = None
+    # Checkpoints and snapshots. Must be shared by all workers and the API when they run on
+    # several machines; defaults to data_dir/artifacts.
+    artifact_dir: Path | None = None
+    device: str = "auto"
+    allow_download: bool = True
+    lease_seconds: float = Field(default=30.0, gt=0)
+    api_token: str | None = None
+
+    @property
+    def database_url_resolved(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir.resolve() / 'decaylab.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return (self.artifact_dir or self.data_dir / "artifacts").resolve()
+
+    def run_dir(self, run_id: int) -> Path:
+        """Where a run's checkpoints and snapshots live; the API deletes it with the run."""
+        return self.artifact_root / "runs" / str(run_id)
+
+    def snapshot_path(self, run_id: int, epoch: int) -> Path:
+        return self.run_dir(run_id) / "snapshots" / f"epoch_{epoch:04d}.npz"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

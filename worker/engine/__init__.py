@@ -1,0 +1,1 @@
+"""The training engine: data, model, training loop and the constancy kernel."""
