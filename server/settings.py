@@ -38,7 +38,12 @@ class Settings(BaseSettings):
         return self.artifact_root / "runs" / str(run_id)
 
     def snapshot_path(self, run_id: int, epoch: int) -> Path:
-        return self.run_dir(run_id) / "snapshots" / f"epoch_{epoch:04d}.npz"
+        return snapshot_file(self.run_dir(run_id), epoch)
+
+
+def snapshot_file(run_dir: Path, epoch: int) -> Path:
+    """A run's weights after ``epoch`` (0 = initial), written by the worker, served by the API."""
+    return run_dir / "snapshots" / f"epoch_{epoch:04d}.npz"
 
 
 @lru_cache
