@@ -132,3 +132,28 @@ class CompareAllOut(BaseModel):
     scope: str
     tolerances: list[float]
     results: list[CompareOut]
+
+
+class LayerWeightStats(BaseModel):
+    index: int
+    name: str
+    parameters: int
+    variance: list[float]
+
+
+class WeightStatsOut(BaseModel):
+    """Each measured layer's weight variance per epoch; epoch 0 is the initial weights."""
+
+    run_id: int
+    epochs: list[int]
+    layers: list[LayerWeightStats]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: ``detail`` says what is wrong (422s keep FastAPI's list form)."""
+
+    detail: str
