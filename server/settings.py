@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     device: str = "auto"
     allow_download: bool = True
     lease_seconds: float = Field(default=30.0, gt=0)
+    # How often an idle worker looks for queued runs (and a busy one for cancellation).
+    poll_seconds: float = Field(default=1.0, gt=0)
     api_token: str | None = None
 
     @property
