@@ -1,19 +1,58 @@
 # Two commands on a fresh machine: `make run` and `make test`. Everything installs into .venv,
 # pinned by constraints.txt (torch==2.13.0: an unpinned torch pulls GBs of CUDA wheels).
-VENV   := .venv
-PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-dev
+# `make help` lists every target.
+PYTHON    ?= python3
+VENV      := .venv
+PY        := $(VENV)/bin/python
+# Extra pip options, e.g. a CPU-only torch index (see README, "Installing elsewhere").
+PIP_ARGS  ?=
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
+COMPOSE   ?= docker-compose
+export MPLCONFIGDIR ?= $(CURDIR)/$(VENV)/mplconfig
 
-.PHONY: run test lint
+.PHONY: help run test lint bench figures compose-check clean
 
-$(STAMP): pyproject.toml constraints.txt
-	test -x $(PY) || python3 -m venv $(VENV)
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+
+# The runtime (API + engine); the dev install below includes it, so it marks both as done.
+$(RUN_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(PY) -m pip install -q $(PIP_ARGS) -c constraints.txt -e '.[worker]'
 	touch $@
 
-lint: $(STAMP)
-	$(PY) -m ruff check server worker tests benchmarks
+$(DEV_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(PY) -m pip install -q $(PIP_ARGS) -c constraints.txt -e '.[dev]'
+	touch $(RUN_STAMP) $@
 
-test: $(STAMP) lint
+run: $(RUN_STAMP) ## serve the API and one worker (SQLite under ./data); Ctrl-C stops both
+	$(PY) scripts/run_all.py
+
+test: lint ## ruff, then the whole pytest suite
 	$(PY) -m pytest -q
+
+lint: $(DEV_STAMP) ## ruff check
+	$(PY) -m ruff check server worker tests benchmarks scripts
+
+bench: $(DEV_STAMP) ## quick mode of every benchmarks/*.py (full runs: see README)
+	@set -e; for script in $(wildcard benchmarks/*.py); do \
+		echo "== $$script"; $(PY) $$script --quick; done
+
+figures: $(DEV_STAMP) ## scripts/make_figures.py (figures of the seed's experiment)
+	$(PY) scripts/make_figures.py
+
+compose-check: ## validate every docker-compose file combination (needs docker-compose)
+	$(COMPOSE) -f docker-compose.yml -f docker-compose.override.yml config -q
+	$(COMPOSE) -f docker-compose.yml -f docker-compose.cpu.yml config -q
+	$(COMPOSE) -f docker-compose.yml -f docker-compose.override.yml \
+		-f docker-compose.postgres.yml config -q
+	$(COMPOSE) -f docker-compose.yml -f docker-compose.cpu.yml \
+		-f docker-compose.postgres.yml config -q
+
+clean: ## remove .venv and caches (keeps ./data: runs, datasets)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
