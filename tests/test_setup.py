@@ -1,0 +1,82 @@
+"""Packaging: installs are reproducible and the API installs and imports without torch."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parent.parent
+TORCH_PIN = "torch==2.13.0"
+
+
+def pins() -> dict[str, str]:
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    reqs = [Requirement(line) for line in lines if line.strip() and not line.startswith("#")]
+    return {canonicalize_name(r.name): str(r.specifier) for r in reqs}
+
+
+def closure(extras: tuple[str, ...]) -> set[str]:
+    """Installed distributions that `pip install decaylab[extras]` pulls in, decaylab included."""
+    seen: set[str] = set()
+    todo = [("decaylab", extras)]
+    while todo:
+        name, wanted = todo.pop()
+        if canonicalize_name(name) in seen:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # only needed on other platforms (its marker is false here)
+        seen.add(canonicalize_name(name))
+        for line in dist.requires or []:
+            req = Requirement(line)
+            envs = [{"extra": e} for e in wanted] or [{"extra": ""}]
+            if req.marker is None or any(req.marker.evaluate(env) for env in envs):
+                todo.append((req.name, tuple(req.extras)))
+    return seen
+
+
+def test_base_install_does_not_pull_torch():
+    base = closure(())
+    assert {"fastapi", "sqlalchemy", "matplotlib"} <= base
+    assert "torch" not in base
+    assert "torch" in closure(("worker",))
+
+
+def test_torch_is_pinned_everywhere_to_the_same_version():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(Requirement(r).name == "torch" for r in project["dependencies"])
+    for extra in ("worker", "dev"):
+        assert TORCH_PIN in project["optional-dependencies"][extra]
+    assert pins()["torch"] == "==2.13.0"
+    base_image = re.search(r"^FROM (\S+)", (ROOT / "Dockerfile.worker").read_text(), re.M)
+    assert base_image and base_image[1].startswith("pytorch/pytorch:2.13.0-cuda")
+
+
+def test_everything_installed_for_decaylab_is_pinned_at_its_installed_version():
+    """A new dependency (or an upgrade) must land in constraints.txt too."""
+    pinned = pins()
+    for name in sorted(closure(("worker", "dev")) - {"decaylab"}):
+        assert name in pinned, f"{name} is not pinned in constraints.txt"
+        installed = metadata.version(name).split("+")[0]  # torch 2.13.0+cpu meets ==2.13.0
+        assert pinned[name] == f"=={installed}", f"{name} {installed} vs pin {pinned[name]}"
+
+
+def test_server_imports_without_torch():
+    """The API image has no torch: no server module may import it (or the worker)."""
+    code = (
+        "import pkgutil, importlib, sys, server\n"
+        "for m in pkgutil.walk_packages(server.__path__, 'server.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "bad = sorted(n for n in sys.modules if n.split('.')[0] in ('torch', 'worker'))\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
