@@ -1,0 +1,58 @@
+"""The FastAPI application factory."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from server import __doc__ as package_doc
+from server.analysis import NotComputed
+from server.db import Database
+from server.lifecycle import InvalidTransition
+from server.routers import compare, health, runs
+from server.settings import Settings, get_settings
+from server.store import RunNotFound
+
+DESCRIPTION = """How does weight decay change the way each layer's weights move during training?
+
+Submit a training job with `POST /runs`; a worker (`python -m worker`) trains it and records,
+after every epoch, the share of each layer's weights that stayed constant (changed by at most
+`tol` times their size). Read the results per layer, averaged over all layers or the last two,
+and compare runs with `GET /compare`.
+"""
+
+
+def _error(status_code: int):
+    async def handler(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status_code)
+
+    return handler
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app on ``settings`` (default: the environment); brings the schema to head."""
+    settings = settings or get_settings()
+    database = Database(settings.database_url_resolved)
+    database.upgrade()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        database.dispose()
+
+    app = FastAPI(
+        title="decaylab",
+        summary=package_doc,
+        description=DESCRIPTION,
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.add_exception_handler(RunNotFound, _error(404))
+    app.add_exception_handler(NotComputed, _error(404))
+    app.add_exception_handler(InvalidTransition, _error(409))
+    for module in (runs, compare, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,108 @@
+"""Engine, sessions and schema. Every difference between SQLite and PostgreSQL lives here.
+
+SQLite (API and workers are separate processes on one file): WAL so readers never block the
+writer, a busy timeout so writers queue instead of failing, foreign keys on, and write
+transactions opened with ``BEGIN IMMEDIATE`` — a deferred transaction that upgrades from read to
+write gets SQLITE_BUSY at once instead of waiting. PostgreSQL: claims lock with
+``FOR UPDATE SKIP LOCKED`` and migrations serialise on an advisory lock.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, Select, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Execution option a write session's engine carries; the SQLite begin hook reads it.
+_IMMEDIATE = "decaylab_begin_immediate"
+BUSY_TIMEOUT_SECONDS = 30.0
+# Any fixed number: the key of the advisory lock PostgreSQL migrations take.
+_MIGRATION_LOCK_KEY = 0x0DECA1AB
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite files get WAL, a busy timeout and explicit BEGINs."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Autocommit at the driver level: pysqlite's own implicit BEGIN is always deferred.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # Safe in WAL mode against process crashes; only a power loss can drop the last commit.
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def lock_for_claim(candidates: Select[Any]) -> Select[Any]:
+    """Make the claim's candidate query skip rows another worker is claiming.
+
+    PostgreSQL renders ``FOR UPDATE SKIP LOCKED``; SQLite renders nothing and needs nothing,
+    because its claim runs in a ``BEGIN IMMEDIATE`` transaction that already excludes writers."""
+    return candidates.with_for_update(skip_locked=True)
+
+
+class Database:
+    """One engine with two kinds of session: reads (deferred) and writes (immediate)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
+        self._write = sessionmaker(write_engine, expire_on_commit=False)
+
+    def reader(self) -> Session:
+        return self._read()
+
+    def writer(self) -> Session:
+        """A session whose transaction takes the write lock up front; the caller commits."""
+        return self._write()
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction committed on success, rolled back on an exception."""
+        with self._write.begin() as session:
+            yield session
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration; safe when several processes start at once."""
+        with self.engine.connect().execution_options(**{_IMMEDIATE: True}) as conn:
+            with conn.begin():
+                # One transaction for the whole upgrade holds the write lock, so concurrent
+                # starters wait for the first one and then find the schema at head.
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+                config = alembic_config(self.engine.url.render_as_string(hide_password=False))
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(MIGRATIONS_DIR / "alembic.ini")
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config

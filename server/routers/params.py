@@ -1,0 +1,49 @@
+"""Query-parameter types shared by the routers; bad values answer 422 naming the parameter."""
+
+from typing import Annotated
+
+from fastapi import Query
+from pydantic import AfterValidator, BeforeValidator, Field
+
+from server.analysis import CompareScope
+
+MAX_COMPARED_RUNS = 50
+
+Tolerance = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        allow_inf_nan=False,
+        description="One of the run's tolerances; without it, every tolerance.",
+    ),
+]
+
+
+def _split_commas(value: object) -> object:
+    # Accept both ?runs=1,2 and ?runs=1&runs=2.
+    if isinstance(value, list):
+        return [part.strip() for item in value for part in str(item).split(",")]
+    return value
+
+
+def _distinct(ids: list[int]) -> list[int]:
+    if len(set(ids)) != len(ids):
+        raise ValueError("run ids must be distinct")
+    return ids
+
+
+RunIds = Annotated[
+    list[Annotated[int, Field(ge=1)]],
+    BeforeValidator(_split_commas),
+    AfterValidator(_distinct),
+    Query(
+        min_length=1,
+        max_length=MAX_COMPARED_RUNS,
+        description="Comma-separated run ids, e.g. 1,2",
+    ),
+]
+
+Scope = Annotated[
+    CompareScope,
+    Query(description="all: mean of all layers; last2: mean of the last two; or a layer index"),
+]
