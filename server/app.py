@@ -1,9 +1,13 @@
 """The FastAPI application factory."""
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from server import __doc__ as package_doc
@@ -30,6 +34,23 @@ def _error(status_code: int):
     return handler
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities as text: JSON has no spelling for them (a 422 echoes the input)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = _json_safe(jsonable_encoder(exc.errors()))
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app on ``settings`` (default: the environment); brings the schema to head."""
     settings = settings or get_settings()
@@ -50,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database = database
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RunNotFound, _error(404))
     app.add_exception_handler(NotComputed, _error(404))
     app.add_exception_handler(InvalidTransition, _error(409))

@@ -1,0 +1,143 @@
+"""Shared fixtures: a temp data dir and SQLite file per test, the app on it, tiny specs."""
+
+import os
+import random
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server import store
+from server.app import create_app
+from server.db import Database
+from server.schemas import RunSpec, RunStatus
+from server.settings import Settings
+
+# matplotlib (figures) must not write into the home directory.
+os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="decaylab-mpl-"))
+
+SpecFactory = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        device="cpu",
+        allow_download=False,
+        lease_seconds=5.0,
+        poll_seconds=0.05,
+    )
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    database = Database(settings.database_url_resolved)
+    database.upgrade()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def tiny_spec() -> SpecFactory:
+    """A run spec that trains in well under a second per epoch on the synthetic data."""
+
+    def make(**overrides: Any) -> dict[str, Any]:
+        spec = {
+            "dataset": "synthetic",
+            "hidden_sizes": [32],
+            "train_size": 512,
+            "test_size": 256,
+            "epochs": 3,
+        }
+        return spec | overrides
+
+    return make
+
+
+@dataclass(frozen=True)
+class Tensor:
+    index: int
+    name: str
+    parameters: int
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """An epoch result as the engine reports it, with made-up numbers for store/API tests."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+    epoch_seconds: float
+    counts: list[list[int]]
+    variances: list[float]
+
+
+@dataclass(frozen=True)
+class Played:
+    run_id: int
+    lease: store.Lease
+    tensors: list[Tensor]
+    initial_variances: list[float]
+    epochs: list[Epoch]
+
+
+def random_epoch(rng: random.Random, epoch: int, tensors: list[Tensor], n_tol: int) -> Epoch:
+    return Epoch(
+        epoch=epoch,
+        train_loss=rng.uniform(0.1, 3),
+        train_accuracy=rng.random(),
+        test_loss=rng.uniform(0.1, 3),
+        test_accuracy=rng.random(),
+        epoch_seconds=rng.uniform(0.01, 1),
+        # Counts grow with the tolerance, as real ones do.
+        counts=[sorted(rng.randint(0, t.parameters) for _ in range(n_tol)) for t in tensors],
+        variances=[rng.uniform(1e-4, 1e-2) for _ in tensors],
+    )
+
+
+@pytest.fixture
+def play(db: Database) -> Callable[..., Played]:
+    """Submit a run and let a pretend worker store ``epochs`` epochs of random results."""
+
+    def run(
+        spec: dict[str, Any],
+        epochs: int,
+        parameters: tuple[int, ...] = (96, 32, 48, 10),
+        finish: RunStatus | None = RunStatus.succeeded,
+        seed: int = 0,
+    ) -> Played:
+        rng = random.Random(seed)
+        run_spec = RunSpec.model_validate(spec)
+        tensors = [Tensor(i, f"layers.{i}.weight", n) for i, n in enumerate(parameters)]
+        with db.write() as session:
+            run_id = store.create_run(session, run_spec).id
+        with db.write() as session:
+            claim = store.claim_run(session, "test:1", lease_seconds=60)
+        assert claim is not None and claim.lease.run_id == run_id
+        initial = [rng.uniform(1e-4, 1e-2) for _ in tensors]
+        with db.write() as session:
+            store.start_training(session, claim.lease, "cpu", tensors, initial)
+        results = []
+        for e in range(1, epochs + 1):
+            results.append(random_epoch(rng, e, tensors, len(run_spec.tolerances)))
+            with db.write() as session:
+                store.record_epoch(session, claim.lease, results[-1], lease_seconds=60)
+        if finish is not None:
+            with db.write() as session:
+                store.finish_run(session, claim.lease, finish)
+        return Played(run_id, claim.lease, tensors, initial, results)
+
+    return run

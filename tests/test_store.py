@@ -1,0 +1,187 @@
+"""The store and the run lifecycle on SQLite: schema, claims, leases, guarded writes."""
+
+import random
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from conftest import random_epoch
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+
+from server import lifecycle, store
+from server.models import Base, ConstancyCount, EpochMetrics, LayerEpochStats, Run, RunLayer
+from server.schemas import RunSpec, RunStatus
+
+SPEC = RunSpec(dataset="synthetic", hidden_sizes=[8], epochs=3)
+
+
+def submit(db, n=1) -> list[int]:
+    with db.write() as session:
+        return [store.create_run(session, SPEC).id for _ in range(n)]
+
+
+def claim(db, worker="w:1", lease_seconds=60.0):
+    with db.write() as session:
+        return store.claim_run(session, worker, lease_seconds)
+
+
+def status_of(db, run_id):
+    with db.reader() as session:
+        return store.get_run(session, run_id)
+
+
+def test_initial_migration_creates_exactly_the_models_tables(db):
+    with db.engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+        )
+        assert diff == []
+        checks = {c["name"]: c["sqltext"] for c in inspect(conn).get_check_constraints("runs")}
+    assert set(checks) == {"ck_runs_status", "ck_runs_epochs_done"}
+    for status in RunStatus:
+        assert repr(status.value) in checks["ck_runs_status"]
+
+
+def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(db):
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+
+
+def test_upgrade_is_idempotent(db):
+    db.upgrade()
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+
+
+def test_status_column_refuses_unknown_values(db):
+    (run_id,) = submit(db)
+    with pytest.raises(IntegrityError, match="ck_runs_status"), db.write() as session:
+        session.execute(text("UPDATE runs SET status = 'paused' WHERE id = :id"), {"id": run_id})
+
+
+def test_transition_table():
+    assert lifecycle.sources(RunStatus.running) == {RunStatus.queued, RunStatus.running}
+    assert lifecycle.sources(RunStatus.queued) == {RunStatus.running}
+    assert lifecycle.FINISHED == {RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled}
+    lifecycle.check("queued", RunStatus.cancelled)
+    for finished in lifecycle.FINISHED:
+        for target in RunStatus:
+            with pytest.raises(lifecycle.InvalidTransition, match=finished.value):
+                lifecycle.check(finished.value, target)
+
+
+def test_claims_take_the_oldest_queued_run_once(db):
+    first, second = submit(db, 2)
+    a = claim(db, "w:1")
+    b = claim(db, "w:2")
+    assert (a.lease.run_id, b.lease.run_id) == (first, second)
+    assert a.lease.attempt == 1 and a.spec == SPEC and a.epochs_done == 0
+    assert claim(db, "w:3") is None
+    run = status_of(db, first)
+    assert run.status == "running" and run.worker == "w:1" and run.attempts == 1
+    assert run.started_at is not None and run.lease_expires_at > run.started_at
+
+
+def test_a_lapsed_lease_is_taken_over_and_the_old_holder_can_no_longer_write(db):
+    (run_id,) = submit(db)
+    old = claim(db, "w:1", lease_seconds=-1)  # already lapsed
+    new = claim(db, "w:2")
+    assert new.lease.run_id == run_id and new.lease.attempt == 2
+    with pytest.raises(store.LeaseLost), db.write() as session:
+        store.record_epoch(session, old.lease, random_epoch(random.Random(0), 1, [], 4), 60)
+    with pytest.raises(store.LeaseLost), db.write() as session:
+        store.renew_lease(session, old.lease, 60)
+    with pytest.raises(store.LeaseLost), db.write() as session:
+        store.release_run(session, old.lease)
+    with db.write() as session:
+        assert store.renew_lease(session, new.lease, 60) is False
+    run = status_of(db, run_id)
+    assert (run.worker, run.attempts, run.status) == ("w:2", 2, "running")
+
+
+def test_a_live_lease_is_not_taken_over(db):
+    submit(db)
+    assert claim(db, "w:1") is not None
+    assert claim(db, "w:2") is None
+
+
+def test_epochs_are_written_in_order_with_counts_stats_and_progress(db, play):
+    played = play(SPEC.model_dump(), epochs=2, finish=None)
+    rng = random.Random(1)
+    skipped = random_epoch(rng, 4, played.tensors, 4)
+    with pytest.raises(store.LeaseLost), db.write() as session:
+        store.record_epoch(session, played.lease, skipped, 60)
+    with db.reader() as session:
+        run = store.get_run(session, played.run_id)
+        counts = session.scalars(
+            select(ConstancyCount.count).order_by(*ConstancyCount.__table__.primary_key)
+        ).all()
+        epochs = session.scalars(select(EpochMetrics.epoch)).all()
+        stat_epochs = session.scalars(select(LayerEpochStats.epoch).distinct()).all()
+    assert run.epochs_done == 2 and sorted(epochs) == [1, 2] and sorted(stat_epochs) == [0, 1, 2]
+    assert counts == [c for e in played.epochs for per_layer in e.counts for c in per_layer]
+
+
+def test_release_puts_the_run_back_for_a_resume(db, play):
+    played = play(SPEC.model_dump(), epochs=1, finish=None)
+    with db.write() as session:
+        store.release_run(session, played.lease)
+    run = status_of(db, played.run_id)
+    assert run.status == "queued" and run.lease_expires_at is None
+    resumed = claim(db, "w:2")
+    assert resumed.epochs_done == 1 and resumed.lease.attempt == 2
+
+
+def test_reset_progress_forgets_stored_epochs_and_says_why(db, play):
+    played = play(SPEC.model_dump(), epochs=2, finish=None)
+    with db.write() as session:
+        store.reset_progress(session, played.lease, "restarted from epoch 0")
+    with db.reader() as session:
+        run = store.get_run(session, played.run_id)
+        left = [
+            session.scalar(select(func.count()).select_from(t))
+            for t in (EpochMetrics, ConstancyCount, LayerEpochStats, RunLayer)
+        ]
+    assert run.epochs_done == 0 and run.note == "restarted from epoch 0" and left == [0, 0, 0, 0]
+
+
+def test_cancel_queued_is_immediate_running_is_flagged_finished_is_refused(db, play):
+    (queued,) = submit(db)
+    with db.write() as session:
+        run = store.request_cancel(session, queued)
+    assert run.status == "cancelled" and run.finished_at is not None
+    played = play(SPEC.model_dump(), epochs=1, finish=None)
+    with db.write() as session:
+        run = store.request_cancel(session, played.run_id)
+    assert run.status == "running" and run.cancel_requested
+    with db.write() as session:
+        assert store.renew_lease(session, played.lease, 60) is True
+        store.finish_run(session, played.lease, RunStatus.cancelled)
+    for run_id in (queued, played.run_id):
+        with pytest.raises(lifecycle.InvalidTransition), db.write() as session:
+            store.request_cancel(session, run_id)
+    with pytest.raises(store.RunNotFound), db.write() as session:
+        store.request_cancel(session, 999)
+
+
+def test_delete_cascades_and_refuses_a_running_run(db, play):
+    running = play(SPEC.model_dump(), epochs=1, finish=None)
+    with pytest.raises(lifecycle.InvalidTransition, match="running"), db.write() as session:
+        store.delete_run(session, running.run_id)
+    with db.write() as session:
+        store.finish_run(session, running.lease, RunStatus.succeeded)
+    with db.write() as session:
+        store.delete_run(session, running.run_id)
+    with db.reader() as session:
+        for table in (Run, EpochMetrics, ConstancyCount, LayerEpochStats, RunLayer):
+            assert session.scalar(select(func.count()).select_from(table)) == 0
+
+
+def test_finished_runs_cannot_be_finished_again(db, play):
+    played = play(SPEC.model_dump(), epochs=1)
+    with pytest.raises(store.LeaseLost), db.write() as session:
+        store.finish_run(session, played.lease, RunStatus.failed, error="late")
+    assert status_of(db, played.run_id).status == "succeeded"
