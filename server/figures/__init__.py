@@ -1,0 +1,9 @@
+"""PNG twins of the JSON views: drawing (draw.py), cached rendering (pngs.py), the report page."""
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before anything imports matplotlib: it writes its font cache under MPLCONFIGDIR, and a
+# server's home directory may be read-only.
+os.environ.setdefault("MPLCONFIGDIR", str(Path(tempfile.gettempdir()) / "decaylab-matplotlib"))

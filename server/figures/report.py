@@ -1,0 +1,132 @@
+"""One self-contained HTML page per run: status, spec, last epoch and every figure inline."""
+
+import asyncio
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from jinja2 import Environment, PackageLoader, Template, select_autoescape
+
+from server.figures.options import FigureOptions
+from server.figures.pngs import constancy_png, label_of, metrics_png, weights_png
+from server.render import Renderer
+from server.schemas import ConstancyAllOut, MetricsOut, RunOut, RunStatus, WeightStatsOut
+
+# A page of a run that is still going reloads itself to show the new epochs.
+REFRESH_SECONDS = 15
+
+
+@dataclass(frozen=True)
+class ReportFigure:
+    caption: str
+    png: bytes
+
+    @property
+    def png_base64(self) -> str:
+        return base64.b64encode(self.png).decode("ascii")
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    title: str
+    figures: list[ReportFigure]
+
+
+@dataclass(frozen=True)
+class LastEpoch:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+
+
+@lru_cache
+def _template() -> Template:
+    # Autoescaping: run names, notes and errors are user text.
+    env = Environment(
+        loader=PackageLoader("server", "templates"),
+        autoescape=select_autoescape(),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _when
+    return env.get_template("report.html")
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "—"
+
+
+def render_report(run: RunOut, metrics: MetricsOut, sections: list[ReportSection]) -> str:
+    """The page's HTML from figures already drawn."""
+    last = None
+    if metrics.epochs:
+        last = LastEpoch(
+            epoch=metrics.epochs[-1],
+            train_loss=metrics.train_loss[-1],
+            train_accuracy=metrics.train_accuracy[-1],
+            test_loss=metrics.test_loss[-1],
+            test_accuracy=metrics.test_accuracy[-1],
+        )
+    spec = [
+        (field, ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value))
+        if isinstance(value, list)
+        else (field, "—" if value is None else value)
+        for field, value in run.spec.model_dump().items()
+    ]
+    return _template().render(
+        run=run,
+        label=label_of(run),
+        live=run.status in (RunStatus.queued, RunStatus.running),
+        refresh_seconds=REFRESH_SECONDS,
+        last=last,
+        training_seconds=sum(metrics.epoch_seconds),
+        sections=sections,
+        spec=spec,
+    )
+
+
+async def report_html(
+    renderer: Renderer,
+    run: RunOut,
+    metrics: MetricsOut,
+    constancy: ConstancyAllOut,
+    weights: WeightStatsOut,
+    options: FigureOptions,
+) -> str:
+    """The whole report of ``run``; its figures come from (and go into) the render cache."""
+    if not metrics.epochs:
+        return render_report(run, metrics, [])
+    loss, accuracy, per_layer, mean_all, mean_last2, variance = await asyncio.gather(
+        metrics_png(renderer, run, metrics, "loss", options),
+        metrics_png(renderer, run, metrics, "accuracy", options),
+        constancy_png(renderer, run, constancy, "layers", options),
+        constancy_png(renderer, run, constancy, "all", options),
+        constancy_png(renderer, run, constancy, "last2", options),
+        weights_png(renderer, run, weights, options),
+    )
+    constant = "% of weights constant between epochs, one panel per tolerance"
+    sections = [
+        ReportSection(
+            "Training",
+            [
+                ReportFigure("Train vs test loss per epoch", loss),
+                ReportFigure("Train vs test accuracy per epoch", accuracy),
+            ],
+        ),
+        ReportSection(
+            "Weights that stayed constant",
+            [
+                ReportFigure(f"{constant}: per layer, light to dark from layer 0", per_layer),
+                ReportFigure(f"{constant}: mean of all layers", mean_all),
+                ReportFigure(f"{constant}: mean of the last two layers", mean_last2),
+            ],
+        ),
+        ReportSection(
+            "Weight variance",
+            [ReportFigure("Variance of each layer's weights per epoch (0: initial)", variance)],
+        ),
+    ]
+    return render_report(run, metrics, sections)

@@ -1,0 +1,182 @@
+"""Drawing: every figure decodes to a PNG of the requested size, with the colours it promises."""
+
+import io
+from typing import Annotated
+
+import numpy as np
+import pytest
+from fastapi import FastAPI, Query
+from fastapi.testclient import TestClient
+from PIL import Image
+from pydantic import TypeAdapter, ValidationError
+
+from server.figures.draw import (
+    draw_compare,
+    draw_constancy,
+    draw_metrics,
+    draw_weight_stats,
+    run_label,
+)
+from server.figures.options import CompareScope, FigureOptions
+from server.figures.samples import (
+    sample_compare,
+    sample_constancy,
+    sample_metrics,
+    sample_run,
+    sample_weights,
+)
+from server.figures.style import finish_panel, layer_colours, new_figure, series_colours
+
+SMALL = FigureOptions(width=480, height=360, dpi=60)
+LABEL = run_label(1, "baseline", 0.0)
+
+
+def pixels(png: bytes, options: FigureOptions) -> np.ndarray:
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    image = Image.open(io.BytesIO(png))
+    assert image.size == (options.width, options.height)
+    return np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
+
+
+def assert_drawn(png: bytes, options: FigureOptions, ink: float = 0.02) -> np.ndarray:
+    """Not blank: many colours, and a share ``ink`` of pixels off the white background."""
+    rgb = pixels(png, options)
+    assert len(np.unique(rgb, axis=0)) >= 20
+    assert (rgb != 255).any(axis=1).mean() > ink
+    return rgb
+
+
+def has_colour(rgb: np.ndarray, colour: tuple[float, ...], slack: int = 6) -> bool:
+    target = np.round(np.asarray(colour[:3]) * 255)
+    return bool((np.abs(rgb - target) <= slack).all(axis=1).sum() >= 20)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        FigureOptions(),
+        FigureOptions(width=640, height=480, dpi=72),
+        FigureOptions(width=1234, height=567, dpi=150),
+    ],
+)
+def test_png_has_the_requested_size(options):
+    assert_drawn(draw_metrics(sample_metrics(epochs=8), "loss", LABEL, options), options)
+
+
+def test_per_layer_constancy_colours_every_layer_light_to_dark():
+    rgb = assert_drawn(draw_constancy(sample_constancy(epochs=12), "layers", LABEL, SMALL), SMALL)
+    colours = layer_colours(4)
+    assert all(has_colour(rgb, c) for c in colours)
+    # Light to dark: each layer's colour is darker than the one before.
+    brightness = [sum(c[:3]) for c in colours]
+    assert brightness == sorted(brightness, reverse=True)
+
+
+@pytest.mark.parametrize("scope", ["all", "last2"])
+def test_mean_scopes_draw_one_line_not_the_layers(scope):
+    data = sample_constancy(epochs=12)
+    rgb = assert_drawn(draw_constancy(data, scope, LABEL, SMALL), SMALL)
+    assert not has_colour(rgb, layer_colours(4)[0])
+    one_panel = draw_constancy(data.results[2], scope, LABEL, SMALL)
+    assert_drawn(one_panel, SMALL)
+    assert one_panel != draw_constancy(data.results[1], scope, LABEL, SMALL)
+
+
+@pytest.mark.parametrize("scope", ["all", "last2", "1"])
+def test_compare_tells_runs_apart(scope):
+    runs = [sample_run(1, "base", 0.0, epochs_done=10), sample_run(2, None, 0.001, epochs_done=10)]
+    data = sample_compare(runs, scope)
+    rgb = assert_drawn(draw_compare(data, SMALL), SMALL)
+    assert all(has_colour(rgb, c) for c in series_colours(2))
+    assert_drawn(draw_compare(data.results[0], SMALL), SMALL)
+
+
+@pytest.mark.parametrize("metric", ["loss", "accuracy"])
+def test_metrics_draw_train_and_test(metric):
+    rgb = assert_drawn(draw_metrics(sample_metrics(epochs=10), metric, LABEL, SMALL), SMALL)
+    assert all(has_colour(rgb, c) for c in series_colours(2))
+
+
+def test_weight_variance_draws_every_layer():
+    rgb = assert_drawn(draw_weight_stats(sample_weights(epochs=10), LABEL, SMALL), SMALL)
+    assert all(has_colour(rgb, c) for c in layer_colours(4))
+
+
+def test_a_run_without_epochs_still_draws():
+    png = draw_constancy(sample_constancy(epochs=0), "layers", LABEL, SMALL)
+    # Axes, titles and a message, but no lines.
+    rgb = assert_drawn(png, SMALL, ink=0.005)
+    assert not has_colour(rgb, layer_colours(4)[0])
+
+
+def test_non_finite_losses_leave_gaps():
+    data = sample_metrics(epochs=6)
+    data.train_loss[2] = float("inf")
+    data.test_loss[3] = float("nan")
+    assert_drawn(draw_metrics(data, "loss", LABEL, SMALL), SMALL)
+
+
+def test_compare_without_shared_tolerances_draws_a_message():
+    data = sample_compare([sample_run(1, epochs_done=3)], "all").model_copy(
+        update={"results": [], "tolerances": []}
+    )
+    assert_drawn(draw_compare(data, SMALL), SMALL, ink=0.005)
+
+
+@pytest.mark.parametrize("panels,shape", [(1, (1, 1)), (4, (2, 2)), (5, (2, 3)), (9, (3, 3))])
+def test_one_panel_per_tolerance_in_a_near_square_grid(panels, shape):
+    fig, axes = new_figure(SMALL, panels, "t")
+    assert len(axes) == panels
+    assert axes[0].get_gridspec().get_geometry() == shape
+    assert sum(ax.get_visible() for ax in fig.axes) == panels
+
+
+def test_y_axis_starts_at_zero():
+    _, axes = new_figure(SMALL, 1, "t")
+    axes[0].plot([1, 2, 3], [50, 55, 60])
+    finish_panel(axes[0], "tolerance 0.1", "% of weights constant", empty=False)
+    assert axes[0].get_ylim()[0] == 0
+    assert axes[0].get_ylim()[1] >= 60
+    assert axes[0].get_xlabel() == "epoch"
+
+
+def test_run_label_names_run_and_weight_decay():
+    assert run_label(3, "reg", 0.001) == "run 3 “reg” (weight decay 0.001)"
+    assert run_label(4, None, 0.0) == "run 4 (weight decay 0)"
+
+
+@pytest.mark.parametrize(
+    "field,value", [("width", 199), ("width", 4001), ("height", 10), ("dpi", 49), ("dpi", 301)]
+)
+def test_figure_options_bounds(field, value):
+    with pytest.raises(ValidationError) as exc:
+        FigureOptions(**{field: value})
+    assert exc.value.errors()[0]["loc"] == (field,)
+
+
+def test_figure_options_as_query_dependency():
+    app = FastAPI()
+
+    @app.get("/figure")
+    def figure(options: Annotated[FigureOptions, Query()], tol: float | None = None) -> dict:
+        return {**options.model_dump(), "tol": tol}
+
+    client = TestClient(app)
+    assert client.get("/figure", params={"width": 800, "tol": 0.1}).json() == {
+        "width": 800,
+        "height": 750,
+        "dpi": 100,
+        "tol": 0.1,
+    }
+    bad = client.get("/figure", params={"dpi": 1000})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["query", "dpi"]
+
+
+def test_compare_scope_parses_layer_indices():
+    scope = TypeAdapter(CompareScope)
+    assert scope.validate_python("all") == "all"
+    assert scope.validate_python("2") == 2
+    for bad in ("-1", "first", "1.5"):
+        with pytest.raises(ValidationError):
+            scope.validate_python(bad)
