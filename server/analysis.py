@@ -98,7 +98,10 @@ def _mean(series: Sequence[list[float]]) -> list[float]:
 
 
 def constancy(session: Session, run: Run, tol: float) -> ConstancyOut:
-    """Per-layer % of weights constant from epoch e-1 to e, their mean and last-two mean."""
+    """Per-layer % of weights constant from epoch e-1 to e, their mean and last-two mean.
+
+    ``layers`` lists every measured tensor (bias vectors too, with ``include_biases``); the
+    means are over the layers' weight matrices only, as in the seed."""
     spec = _spec(run)
     t_index = tolerance_index(run, tol)
     rows = session.execute(
@@ -118,7 +121,7 @@ def constancy(session: Session, run: Run, tol: float) -> ConstancyOut:
         )
         for la in _layers(session, run.id)
     ]
-    percents = [la.percent for la in layers]
+    percents = [la.percent for la in layers if not la.name.endswith(".bias")]
     return ConstancyOut(
         run_id=run.id,
         tolerance=spec.tolerances[t_index],

@@ -121,7 +121,13 @@ def play(db: Database) -> Callable[..., Played]:
     ) -> Played:
         rng = random.Random(seed)
         run_spec = RunSpec.model_validate(spec)
-        tensors = [Tensor(i, f"layers.{i}.weight", n) for i, n in enumerate(parameters)]
+        # Named as the engine names them: every layer's weight, then (include_biases) biases.
+        layers = len(parameters) // 2 if run_spec.include_biases else len(parameters)
+        names = [f"layers.{i}.weight" for i in range(layers)]
+        names += [f"layers.{i}.bias" for i in range(len(parameters) - layers)]
+        tensors = [
+            Tensor(i, name, n) for i, (name, n) in enumerate(zip(names, parameters, strict=True))
+        ]
         with db.write() as session:
             run_id = store.create_run(session, run_spec).id
         with db.write() as session:

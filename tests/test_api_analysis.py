@@ -53,6 +53,18 @@ def test_constancy_without_tol_gives_every_tolerance(client, play, tiny_spec):
         ]
 
 
+def test_means_are_over_weight_matrices_when_biases_are_measured(client, play, tiny_spec):
+    weights, biases = (96, 32, 48, 10), (32, 16, 16, 10)
+    played = play(tiny_spec(include_biases=True), epochs=2, parameters=weights + biases)
+    body = client.get(f"/runs/{played.run_id}/constancy", params={"tol": 0}).json()
+    assert len(body["layers"]) == 8
+    names = [la["name"] for la in body["layers"]]
+    assert names[:4] == [f"layers.{i}.weight" for i in range(4)]
+    expected = [la["percent"] for la in body["layers"][:4]]
+    assert body["mean"] == pytest.approx(np.mean(expected, axis=0).tolist())
+    assert body["last_two_mean"] == pytest.approx(np.mean(expected[2:], axis=0).tolist())
+
+
 def test_tolerance_spelling_does_not_matter(client, play, tiny_spec):
     played = play(tiny_spec(), epochs=1)
     a = client.get(f"/runs/{played.run_id}/constancy?tol=0.001").json()
