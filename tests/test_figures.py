@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI, Query
 from fastapi.testclient import TestClient
 from PIL import Image
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from server.figures.draw import (
     draw_compare,
@@ -17,7 +17,7 @@ from server.figures.draw import (
     draw_weight_stats,
     run_label,
 )
-from server.figures.options import CompareScope, FigureOptions
+from server.figures.options import FigureOptions
 from server.figures.samples import (
     sample_compare,
     sample_constancy,
@@ -116,13 +116,6 @@ def test_non_finite_losses_leave_gaps():
     assert_drawn(draw_metrics(data, "loss", LABEL, SMALL), SMALL)
 
 
-def test_compare_without_shared_tolerances_draws_a_message():
-    data = sample_compare([sample_run(1, epochs_done=3)], "all").model_copy(
-        update={"results": [], "tolerances": []}
-    )
-    assert_drawn(draw_compare(data, SMALL), SMALL, ink=0.005)
-
-
 @pytest.mark.parametrize("panels,shape", [(1, (1, 1)), (4, (2, 2)), (5, (2, 3)), (9, (3, 3))])
 def test_one_panel_per_tolerance_in_a_near_square_grid(panels, shape):
     fig, axes = new_figure(SMALL, panels, "t")
@@ -171,12 +164,3 @@ def test_figure_options_as_query_dependency():
     bad = client.get("/figure", params={"dpi": 1000})
     assert bad.status_code == 422
     assert bad.json()["detail"][0]["loc"] == ["query", "dpi"]
-
-
-def test_compare_scope_parses_layer_indices():
-    scope = TypeAdapter(CompareScope)
-    assert scope.validate_python("all") == "all"
-    assert scope.validate_python("2") == 2
-    for bad in ("-1", "first", "1.5"):
-        with pytest.raises(ValidationError):
-            scope.validate_python(bad)

@@ -72,25 +72,17 @@ def compare_scope_text(scope: str) -> str:
 def draw_compare(data: CompareOut | CompareAllOut, options: FigureOptions) -> bytes:
     """The seed's run-vs-run comparison: one panel per tolerance, one colour per run."""
     results = data.results if isinstance(data, CompareAllOut) else [data]
-    runs = results[0].runs if results else []
-    labels = [run_label(r.run_id, r.name, r.weight_decay) for r in runs]
+    labels = [run_label(r.run_id, r.name, r.weight_decay) for r in results[0].runs]
     named = " vs ".join(labels) if len(labels) <= 3 else f"{len(labels)} runs"
     title = f"{named}\n{PERCENT_CONSTANT} between epochs, {compare_scope_text(data.scope)}"
     fig, axes = new_figure(options, len(results), title)
-    for ax, result in zip(axes, results, strict=False):
-        colours = series_colours(len(result.runs))
-        for run, colour in zip(result.runs, colours, strict=True):
-            plot_line(
-                ax,
-                run.epochs,
-                run.percent,
-                run_label(run.run_id, run.name, run.weight_decay),
-                colour,
-            )
+    colours = series_colours(len(labels))
+    for ax, result in zip(axes, results, strict=True):
+        # Every panel lists the same runs in the request's order.
+        for run, text, colour in zip(result.runs, labels, colours, strict=True):
+            plot_line(ax, run.epochs, run.percent, text, colour)
         empty = not any(run.epochs for run in result.runs)
         finish_panel(ax, f"tolerance {result.tolerance:g}", PERCENT_CONSTANT, empty)
-    if not results:
-        finish_panel(axes[0], "no tolerance shared by these runs", PERCENT_CONSTANT, empty=True)
     add_legend(fig, axes[0])
     return to_png(fig)
 

@@ -5,9 +5,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 # What a constancy figure plots: one line per layer, the all-layer mean or the last-two mean.
+# (A comparison's scope is server.analysis.CompareScope, shared with the JSON view.)
 ConstancyScope = Literal["layers", "all", "last2"]
-# What a comparison averages over: all layers, the last two, or one layer by index.
-CompareScope = Literal["all", "last2"] | Annotated[int, Field(ge=0)]
 MetricName = Literal["loss", "accuracy"]
 
 

@@ -30,14 +30,14 @@ def new_figure(options: FigureOptions, panels: int, title: str) -> tuple[Figure,
         layout="constrained",
     )
     FigureCanvasAgg(fig)
-    cols = max(1, math.ceil(math.sqrt(panels)))
-    rows = max(1, math.ceil(panels / cols))
+    cols = math.ceil(math.sqrt(panels))
+    rows = math.ceil(panels / cols)
     grid = fig.subplots(rows, cols, squeeze=False)
     axes = list(grid.flat)
     for unused in axes[panels:]:
         unused.set_visible(False)
     fig.suptitle(title)
-    return fig, axes[: max(panels, 1)]
+    return fig, axes[:panels]
 
 
 def layer_colours(count: int) -> list[tuple[float, float, float, float]]:
