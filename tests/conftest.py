@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from server import store
+from server import analysis, store
 from server.app import create_app
 from server.db import Database
 from server.schemas import RunSpec, RunStatus
@@ -147,3 +147,20 @@ def play(db: Database) -> Callable[..., Played]:
         return Played(run_id, claim.lease, tensors, initial, results)
 
     return run
+
+
+def strip_run(view: dict[str, Any]) -> dict[str, Any]:
+    """A results view without what differs between two runs of one spec (id, timings)."""
+    return {k: v for k, v in view.items() if k not in ("run_id", "epoch_seconds")}
+
+
+def stored_results(db: Database, run_id: int) -> dict[str, Any]:
+    """Everything a run computed: metrics, constancy at every tolerance, weight variances."""
+    with db.reader() as session:
+        run = store.get_run(session, run_id)
+        constancy = analysis.constancy_all(session, run).model_dump()
+        return {
+            "metrics": strip_run(analysis.metrics(session, run).model_dump()),
+            "constancy": [strip_run(r) for r in constancy["results"]],
+            "weights": strip_run(analysis.weight_stats(session, run).model_dump()),
+        }

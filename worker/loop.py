@@ -1,0 +1,187 @@
+"""The worker loop: claim a run, train it epoch by epoch into the store, repeat.
+
+While a run trains, a heartbeat thread renews its lease and watches for a cancel request; the
+engine polls a stop flag between batches. Each epoch is stored in one transaction as soon as its
+checkpoint is on disk, and only while the lease is still ours. A worker that dies leaves a lease
+that lapses; the next claim resumes the run from ``epochs_done`` (the database is the truth).
+"""
+
+import logging
+import os
+import socket
+import threading
+from types import TracebackType
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from server import store
+from server.db import Database
+from server.schemas import RunStatus
+from server.settings import Settings
+from worker.engine.train import CheckpointMissing, Training, TrainingStopped
+
+log = logging.getLogger("decaylab.worker")
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Heartbeat:
+    """Renews a held run's lease in a thread; sets ``stop`` on a cancel request or a lost lease."""
+
+    def __init__(
+        self,
+        db: Database,
+        lease: store.Lease,
+        lease_seconds: float,
+        interval: float,
+        stop: threading.Event,
+    ) -> None:
+        self.cancel_requested = False
+        self.lost = False
+        self._db, self._lease, self._lease_seconds = db, lease, lease_seconds
+        self._interval, self._stop = interval, stop
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._done.wait(self._interval):
+            try:
+                with self._db.write() as session:
+                    cancel = store.renew_lease(session, self._lease, self._lease_seconds)
+            except store.LeaseLost:
+                self.lost = True
+                self._stop.set()
+                return
+            except SQLAlchemyError:
+                # A slow or briefly unavailable database: keep training, try again next beat.
+                log.warning("run %d: lease renewal failed", self._lease.run_id, exc_info=True)
+                continue
+            if cancel:
+                self.cancel_requested = True
+                self._stop.set()
+
+
+class Worker:
+    def __init__(self, settings: Settings, db: Database, name: str | None = None) -> None:
+        self.settings = settings
+        self.db = db
+        self.name = name or worker_name()
+        # Set by SIGTERM/SIGINT: hand the current run back and leave the loop.
+        self.shutdown = threading.Event()
+
+    def request_shutdown(self, *_signal: object) -> None:
+        self.shutdown.set()
+
+    def run(self, *, once: bool = False, exit_when_idle: bool = False) -> None:
+        """Claim and train runs until shut down (``once``: one run; or until none is waiting)."""
+        log.info("worker %s polling %s", self.name, self.db.engine.url)
+        while not self.shutdown.is_set():
+            try:
+                with self.db.write() as session:
+                    claim = store.claim_run(session, self.name, self.settings.lease_seconds)
+            except SQLAlchemyError:
+                log.warning("claiming failed; retrying", exc_info=True)
+                claim = None
+            if claim is None:
+                if exit_when_idle:
+                    return
+                self.shutdown.wait(self.settings.poll_seconds)
+                continue
+            self.process(claim)
+            if once:
+                return
+
+    def process(self, claim: store.Claim) -> None:
+        lease = claim.lease
+        log.info(
+            "run %d: claimed (attempt %d) after epoch %d",
+            lease.run_id,
+            lease.attempt,
+            claim.epochs_done,
+        )
+        if claim.cancel_requested:  # cancelled while its previous worker was gone
+            self._settle(lease, RunStatus.cancelled)
+            return
+        stop = threading.Event()
+        interval = min(self.settings.lease_seconds / 3, self.settings.poll_seconds)
+        with Heartbeat(self.db, lease, self.settings.lease_seconds, interval, stop) as heartbeat:
+            try:
+                training = self._open(claim)
+                for result in training.epochs(lambda: stop.is_set() or self.shutdown.is_set()):
+                    with self.db.write() as session:
+                        store.record_epoch(session, lease, result, self.settings.lease_seconds)
+                    log.info("run %d: epoch %d stored", lease.run_id, result.epoch)
+            except TrainingStopped:
+                if heartbeat.lost:
+                    log.warning("run %d: taken over by another worker; stopped", lease.run_id)
+                elif heartbeat.cancel_requested:
+                    self._settle(lease, RunStatus.cancelled)
+                else:
+                    self._settle(lease, RunStatus.queued)
+                return
+            except store.LeaseLost:
+                log.warning("run %d: taken over by another worker; stopped", lease.run_id)
+                return
+            except Exception as exc:
+                log.exception("run %d failed", lease.run_id)
+                self._settle(lease, RunStatus.failed, error=f"{type(exc).__name__}: {exc}")
+                return
+        self._settle(lease, RunStatus.succeeded)
+
+    def _open(self, claim: store.Claim) -> Training:
+        """The engine for the claimed run: resumed from its last stored epoch, or restarted."""
+        lease = claim.lease
+
+        def training(start_epoch: int) -> Training:
+            return Training(
+                claim.spec,
+                run_dir=self.settings.run_dir(lease.run_id),
+                data_dir=self.settings.data_dir,
+                device=self.settings.device,
+                allow_download=self.settings.allow_download,
+                start_epoch=start_epoch,
+            )
+
+        try:
+            engine = training(claim.epochs_done)
+        except CheckpointMissing as exc:
+            # E.g. a worker on another machine without the shared artifact directory.
+            note = f"restarted from epoch 0 (was at epoch {claim.epochs_done}): {exc}"
+            log.warning("run %d: %s", lease.run_id, note)
+            with self.db.write() as session:
+                store.reset_progress(session, lease, note)
+            engine = training(0)
+        with self.db.write() as session:
+            store.start_training(
+                session, lease, engine.device, engine.tensors, engine.initial_variances
+            )
+        return engine
+
+    def _settle(self, lease: store.Lease, status: RunStatus, error: str | None = None) -> None:
+        """End the held run with ``status``, or hand it back to the queue (``queued``)."""
+        try:
+            with self.db.write() as session:
+                if status == RunStatus.queued:
+                    store.release_run(session, lease)
+                else:
+                    store.finish_run(session, lease, status, error)
+        except (store.LeaseLost, SQLAlchemyError):
+            # Not ours any more, or no database: either way its lease lapses and the run moves on.
+            log.warning("run %d: could not become %s", lease.run_id, status.value, exc_info=True)
+            return
+        log.info("run %d: %s", lease.run_id, status.value)
