@@ -1,0 +1,181 @@
+"""`make figures`: the seed's figures for its pair of runs (weight decay 0 and 0.001), via the API.
+
+Starts `python -m server` and `python -m worker` on a temporary data directory (or talks to a
+running server with --url), submits the two runs on the synthetic dataset, waits for them and
+downloads their PNGs into docs/img/:
+
+    constancy_wd0.png, constancy_wd0.001.png   % of weights constant per layer, 2×2 tolerances
+    compare_all.png, compare_last2.png         the two runs, mean of all / of the last two layers
+    loss_wd*.png, accuracy_wd*.png             train vs test curves
+    weights_wd*.png                            each layer's weight variance per epoch
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+WEIGHT_DECAYS = (0.0, 0.001)
+FINISHED = ("succeeded", "failed", "cancelled")
+POLL_SECONDS = 1.0
+
+
+def _say(message: str) -> None:
+    print(f"make_figures: {message}", file=sys.stderr, flush=True)
+
+
+def _request(url: str, body: dict[str, Any] | None = None) -> tuple[str, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.headers.get_content_type(), response.read()
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace")
+        raise SystemExit(f"{url}: HTTP {error.code}: {detail}") from None
+
+
+def _json(url: str, body: dict[str, Any] | None = None) -> Any:
+    return json.loads(_request(url, body)[1])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_health(url: str, api: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if api.poll() is not None:
+            raise SystemExit(f"the API exited with {api.returncode}")
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"the API did not answer on {url} within {timeout:.0f} s")
+
+
+@contextmanager
+def _local_service(data_dir: Path) -> Iterator[str]:
+    """An API and one worker on data_dir; yields the API's URL and stops both afterwards."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DECAYLAB_DATA_DIR": str(data_dir),
+        "DECAYLAB_HOST": "127.0.0.1",
+        "DECAYLAB_PORT": str(port),
+    }
+    env.pop("DECAYLAB_DATABASE_URL", None)  # a fresh SQLite file under data_dir
+    url = f"http://127.0.0.1:{port}"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env))
+        _wait_for_health(url, procs[0], timeout=60)
+        procs.append(subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env))
+        yield url
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_for(url: str, run_ids: list[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    shown: dict[int, tuple[str, int]] = {}
+    while time.monotonic() < deadline:
+        runs = [_json(f"{url}/runs/{i}") for i in run_ids]
+        for run in runs:
+            progress = (run["status"], run["epochs_done"])
+            if shown.get(run["id"]) != progress:
+                shown[run["id"]] = progress
+                _say(
+                    f"run {run['id']}: {progress[0]}, {progress[1]}/{run['spec']['epochs']} epochs"
+                )
+        failed = [r for r in runs if r["status"] in ("failed", "cancelled")]
+        if failed:
+            raise SystemExit(f"run {failed[0]['id']} {failed[0]['status']}: {failed[0]['error']}")
+        if all(r["status"] == "succeeded" for r in runs):
+            return
+        time.sleep(POLL_SECONDS)
+    raise SystemExit(f"the runs did not finish within {timeout:.0f} s")
+
+
+def _download(url: str, path: str, params: dict[str, Any], target: Path) -> None:
+    query = urllib.parse.urlencode({**params, "format": "png"})
+    content_type, body = _request(f"{url}{path}?{query}")
+    if content_type != "image/png":
+        raise SystemExit(f"{path}?{query} answered {content_type}, not image/png")
+    target.write_bytes(body)
+    _say(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
+
+
+def make_figures(url: str, out: Path, spec: dict[str, Any], timeout: float) -> None:
+    ids = []
+    for decay in WEIGHT_DECAYS:
+        name = "baseline" if decay == 0 else "weight decay"
+        run = _json(f"{url}/runs", {**spec, "name": name, "weight_decay": decay})
+        _say(f"submitted run {run['id']} ({name}, weight decay {decay:g})")
+        ids.append(run["id"])
+    _wait_for(url, ids, timeout)
+    out.mkdir(parents=True, exist_ok=True)
+    for run_id, decay in zip(ids, WEIGHT_DECAYS, strict=True):
+        suffix = f"wd{decay:g}"
+        _download(
+            url, f"/runs/{run_id}/constancy", {"scope": "layers"}, out / f"constancy_{suffix}.png"
+        )
+        for metric in ("loss", "accuracy"):
+            _download(
+                url, f"/runs/{run_id}/metrics", {"metric": metric}, out / f"{metric}_{suffix}.png"
+            )
+        _download(url, f"/runs/{run_id}/weights", {}, out / f"weights_{suffix}.png")
+    runs = ",".join(map(str, ids))
+    for scope in ("all", "last2"):
+        _download(url, "/compare", {"runs": runs, "scope": scope}, out / f"compare_{scope}.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="a running decaylab API (default: start one with a worker)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--train-size", type=int, default=10_000)
+    parser.add_argument("--test-size", type=int, default=2_000)
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the runs")
+    args = parser.parse_args(argv)
+    # The seed's experiment on synthetic CIFAR-shaped data, smaller so that it runs on a CPU.
+    spec = {
+        "dataset": "synthetic",
+        "epochs": args.epochs,
+        "train_size": args.train_size,
+        "test_size": args.test_size,
+    }
+    if args.url:
+        make_figures(args.url.rstrip("/"), args.out, spec, args.timeout)
+    else:
+        with tempfile.TemporaryDirectory(prefix="decaylab-figures-") as data_dir:
+            with _local_service(Path(data_dir)) as url:
+                make_figures(url, args.out, spec, args.timeout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
