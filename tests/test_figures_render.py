@@ -154,3 +154,20 @@ def test_compare_png_key_follows_run_order(renderer):
 
     asyncio.run(both_orders())
     assert renderer.renders == 2 and renderer.hits == 1
+
+
+def test_parallel_drawing_threads_draw_what_one_thread_draws():
+    """matplotlib state shared between threads (fonts, caches) must not leak into figures."""
+    runs = [sample_run(i, f"run{i}", 0.001 * i, epochs_done=5 + i) for i in range(4)]
+
+    async def draw_all(renderer):
+        pngs = await asyncio.gather(
+            *[
+                constancy_png(renderer, r, sample_constancy(r.id, r.epochs_done), "layers", SMALL)
+                for r in runs
+            ]
+        )
+        renderer.close()
+        return pngs
+
+    assert asyncio.run(draw_all(Renderer(workers=4))) == asyncio.run(draw_all(Renderer(workers=1)))
