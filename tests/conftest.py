@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from procs import Processes
 
 from server import analysis, store
 from server.app import create_app
@@ -164,3 +165,11 @@ def stored_results(db: Database, run_id: int) -> dict[str, Any]:
             "constancy": [strip_run(r) for r in constancy["results"]],
             "weights": strip_run(analysis.weight_stats(session, run).model_dump()),
         }
+
+
+@pytest.fixture
+def processes(tmp_path) -> Iterator[Processes]:
+    """Real API and worker processes on a temp data dir (see tests/procs.py)."""
+    procs = Processes(tmp_path, lease_seconds="2")
+    yield procs
+    procs.close()
