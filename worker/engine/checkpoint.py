@@ -1,0 +1,55 @@
+"""A run's files: per-epoch checkpoints and weight snapshots, each written atomically."""
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+
+from server.settings import snapshot_file
+
+KEEP = 2  # checkpoints kept: the worker resumes from k or k-1, whichever its database recorded
+
+
+def checkpoint_path(run_dir: Path, epoch: int) -> Path:
+    return run_dir / "checkpoints" / f"epoch_{epoch:04d}.pt"
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write via a temp file in the same folder and ``os.replace``: all of it or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(run_dir: Path, epoch: int, state: Mapping[str, Any]) -> None:
+    """Write epoch's checkpoint, then drop all but the newest ``KEEP`` up to it."""
+    atomic_write(checkpoint_path(run_dir, epoch), lambda f: torch.save(dict(state), f))
+    for old in checkpoint_path(run_dir, epoch).parent.glob("epoch_*.pt"):
+        with suppress(ValueError):
+            if int(old.stem.removeprefix("epoch_")) <= epoch - KEEP:
+                old.unlink(missing_ok=True)
+
+
+def load_checkpoint(run_dir: Path, epoch: int) -> dict[str, Any]:
+    """The checkpoint's contents on the CPU; FileNotFoundError when it is not there."""
+    return torch.load(checkpoint_path(run_dir, epoch), map_location="cpu", weights_only=True)
+
+
+def save_snapshot(run_dir: Path, epoch: int, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """The weights after ``epoch`` as an ``.npz`` keyed by ``state_dict`` name."""
+    arrays = {name: t.detach().cpu().numpy() for name, t in state_dict.items()}
+    atomic_write(snapshot_file(run_dir, epoch), lambda f: np.savez(f, **arrays))

@@ -1,0 +1,159 @@
+"""The constancy kernel: how many weights stayed constant from one epoch to the next.
+
+The initial weights are epoch 0. A weight w is *constant* between epochs e-1 and e at tolerance
+tol when
+
+    |w_e - w_{e-1}| <= tol * |w_ref|
+
+with w_ref = w_{e-1} for basis "previous" (the seed text's formula, read with the magnitude) or
+w_ref = w_e for basis "next" (what ``np.isclose(w_{e-1}, w_e, rtol=tol, atol=0)`` computes, which
+made the published figures). Both are evaluated exactly as ``np.isclose(other, w_ref, rtol=tol,
+atol=0)`` does, in the weights' dtype: tol 0 means exactly equal, -0.0 equals +0.0, a NaN is never
+constant and an infinite weight is constant only when it stays the same infinity.
+
+All tolerances are counted in one pass over the weights, on their device, with exact integer
+counts. The predicate is monotone in tol, so each weight gets the index of the smallest tolerance
+at which it is constant (a branch-free binary search over the sorted tolerances, exact because it
+evaluates the very predicate above); a histogram of those indices, summed cumulatively, gives
+every tolerance's count. Work is done in fixed-size chunks so the extra memory is one snapshot of
+the measured weights plus a small workspace, whatever the number of epochs.
+"""
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+
+Basis = Literal["previous", "next"]
+
+
+class _Workspace:
+    """Chunk-sized scratch buffers, allocated once per meter."""
+
+    def __init__(self, size: int, device: torch.device) -> None:
+        self.diff = torch.empty(size, device=device)
+        self.ref = torch.empty(size, device=device)
+        self.threshold = torch.empty(size, device=device)
+        self.position = torch.empty(size, dtype=torch.int32, device=device)
+        self.probe = torch.empty(size, dtype=torch.int32, device=device)
+        self.mask = torch.empty(size, dtype=torch.bool, device=device)
+        self.ones = torch.ones(size, dtype=torch.int32, device=device)
+
+
+class _Search:
+    """Sorted tolerances padded to 2**k - 1 entries for the branch-free binary search."""
+
+    def __init__(self, tolerances: Sequence[float], device: torch.device) -> None:
+        if not tolerances or list(tolerances) != sorted(tolerances) or min(tolerances) < 0:
+            raise ValueError("tolerances must be a non-empty ascending list of numbers >= 0")
+        self.count = len(tolerances)
+        self.size = (1 << self.count.bit_length()) - 1
+        # Padding repeats the largest tolerance so the predicate stays monotone over the
+        # padded list; positions >= count mean "not constant at any tolerance".
+        padded = list(tolerances) + [tolerances[-1]] * (self.size - self.count)
+        # fp32 like the weights: NumPy casts the Python-float rtol to the array's dtype.
+        self.values = torch.tensor(padded, dtype=torch.float32, device=device)
+
+
+def _count_chunk(
+    prev: torch.Tensor,
+    curr: torch.Tensor,
+    basis: Basis,
+    search: _Search,
+    ws: _Workspace,
+    histogram: torch.Tensor,
+) -> None:
+    """Add to histogram[j] the number of weights of this chunk first constant at tolerance j."""
+    n = prev.numel()
+    diff, ref = ws.diff[:n], ws.ref[:n]
+    threshold, position, probe, mask = ws.threshold[:n], ws.position[:n], ws.probe[:n], ws.mask[:n]
+    torch.sub(curr, prev, out=diff).abs_()
+    torch.abs(prev if basis == "previous" else curr, out=ref)
+    position.zero_()
+    step = (search.size + 1) // 2
+    while step:
+        # Not yet constant at tolerance position + step - 1: the first one lies beyond it.
+        torch.add(position, step - 1, out=probe)
+        torch.index_select(search.values, 0, probe, out=threshold)
+        threshold.mul_(ref)
+        torch.le(diff, threshold, out=mask).logical_not_()  # NaN compares false: not constant
+        position.add_(mask, alpha=step)
+        step //= 2
+    # np.isclose's other clauses: a non-finite reference only counts when both values are equal.
+    torch.eq(ref, torch.inf, out=mask)
+    position.masked_fill_(mask, search.size)
+    torch.eq(curr, prev, out=mask)
+    position.masked_fill_(mask, 0)
+    histogram.index_add_(0, position, ws.ones[:n])
+
+
+def constant_counts(
+    prev: torch.Tensor,
+    curr: torch.Tensor,
+    tolerances: Sequence[float],
+    basis: Basis = "previous",
+    *,
+    chunk: int = 1 << 16,
+) -> torch.Tensor:
+    """Counts (int64, one per tolerance, on the tensors' device) of constant weights.
+
+    ``tolerances`` must be ascending. A one-off convenience; ``ConstancyMeter`` reuses its
+    buffers across epochs.
+    """
+    meter = ConstancyMeter([prev], tolerances, basis, chunk=chunk)
+    return meter.measure([curr])[0]
+
+
+class ConstancyMeter:
+    """Keeps the previous epoch's measured weights and counts constant weights against them."""
+
+    def __init__(
+        self,
+        tensors: Sequence[torch.Tensor],
+        tolerances: Sequence[float],
+        basis: Basis = "previous",
+        *,
+        chunk: int = 1 << 16,
+    ) -> None:
+        if basis not in ("previous", "next"):
+            raise ValueError(f"unknown basis {basis!r}")
+        if any(t.dtype != torch.float32 for t in tensors):
+            raise TypeError("the constancy kernel measures fp32 weights")
+        self.basis: Basis = basis
+        device = tensors[0].device
+        self._search = _Search(tolerances, device)
+        self._sizes = [t.numel() for t in tensors]
+        # The one snapshot kept: all measured tensors back to back.
+        self._previous = torch.cat([t.detach().reshape(-1) for t in tensors])
+        self._chunk = max(1, min(chunk, max(self._sizes)))
+        self._ws = _Workspace(self._chunk, device)
+        self._histogram = torch.zeros(
+            len(tensors), self._search.size + 1, dtype=torch.int32, device=device
+        )
+
+    @property
+    def extra_bytes(self) -> int:
+        """Memory the meter holds: the snapshot plus its workspace."""
+        buffers = [self._previous, self._histogram, *vars(self._ws).values()]
+        return sum(b.numel() * b.element_size() for b in buffers)
+
+    @torch.no_grad()
+    def measure(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Counts[tensor][tolerance] (int64, on device) against the snapshot, then re-snapshots.
+
+        No host synchronisation: the caller reads the counts when it is ready to wait.
+        """
+        if [t.numel() for t in tensors] != self._sizes:
+            raise ValueError("measure() needs the same tensors the meter was built with")
+        self._histogram.zero_()
+        offset = 0
+        for i, tensor in enumerate(tensors):
+            flat = tensor.detach().reshape(-1)
+            for start in range(0, flat.numel(), self._chunk):
+                curr = flat[start : start + self._chunk]
+                prev = self._previous[offset + start : offset + start + curr.numel()]
+                _count_chunk(prev, curr, self.basis, self._search, self._ws, self._histogram[i])
+                prev.copy_(curr)
+            offset += flat.numel()
+        counts = self._histogram.cumsum(1, dtype=torch.int64)
+        return counts[:, : self._search.count]

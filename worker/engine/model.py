@@ -1,0 +1,32 @@
+"""The seed's network: a fully connected ReLU MLP on flattened 3x32x32 images."""
+
+from itertools import pairwise
+
+import torch
+from torch import nn
+
+IN_FEATURES = 3 * 32 * 32
+CLASSES = 10
+
+
+class MLP(nn.Module):
+    """Flatten -> Linear -> ReLU -> ... -> Linear; layer i's weight is ``layers.{i}.weight``."""
+
+    def __init__(self, hidden_sizes: list[int]) -> None:
+        super().__init__()
+        sizes = [IN_FEATURES, *hidden_sizes, CLASSES]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        for layer in self.layers[:-1]:
+            x = torch.relu(layer(x))
+        return self.layers[-1](x)
+
+
+def build_model(hidden_sizes: list[int], seed: int) -> MLP:
+    """PyTorch default init from ``seed``, on the CPU (the same weights for every device)."""
+    # fork_rng: seeding must not disturb the global RNG of the process hosting the engine.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MLP(hidden_sizes)
