@@ -40,7 +40,10 @@ def sources(target: RunStatus) -> frozenset[RunStatus]:
 
 def check(current: str, target: RunStatus) -> None:
     if target not in ALLOWED[RunStatus(current)]:
-        raise InvalidTransition(f"a {current} run cannot become {target.value}")
+        allowed = " or ".join(sorted(s.value for s in sources(target)))
+        raise InvalidTransition(
+            f"a {current} run cannot become {target.value} (only a {allowed} run can)"
+        )
 
 
 def transition(target: RunStatus, *where: ColumnElement[bool], **values: Any) -> Update:
