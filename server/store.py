@@ -99,13 +99,19 @@ def list_runs(
 
 
 def request_cancel(session: Session, run_id: int) -> Run:
-    """A queued run is cancelled now; a running one is flagged for its worker to stop."""
+    """Cancel a run no worker holds (queued, or its lease lapsed) now; flag a held one.
+
+    A worker that holds the run sees the flag within a heartbeat and stops at the next batch."""
     run = get_run(session, run_id, for_update=True)
     lifecycle.check(run.status, RunStatus.cancelled)
-    if run.status == RunStatus.queued:
-        stmt = lifecycle.transition(RunStatus.cancelled, Run.id == run_id, finished_at=utcnow())
-    else:
+    now = utcnow()
+    held = run.status == RunStatus.running and run.lease_expires_at is not None
+    if held and run.lease_expires_at > now:
         stmt = update(Run).where(Run.id == run_id)
+    else:
+        stmt = lifecycle.transition(
+            RunStatus.cancelled, Run.id == run_id, finished_at=now, lease_expires_at=None
+        )
     session.execute(stmt.values(cancel_requested=True).execution_options(synchronize_session=False))
     session.refresh(run)
     return run

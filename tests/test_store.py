@@ -167,6 +167,17 @@ def test_cancel_queued_is_immediate_running_is_flagged_finished_is_refused(db, p
         store.request_cancel(session, 999)
 
 
+def test_cancel_of_a_run_whose_worker_is_gone_is_immediate(db):
+    (run_id,) = submit(db)
+    dead = claim(db, "w:1", lease_seconds=-1)  # its worker died: the lease has lapsed
+    with db.write() as session:
+        run = store.request_cancel(session, run_id)
+    assert run.status == "cancelled" and run.lease_expires_at is None
+    assert claim(db, "w:2") is None
+    with pytest.raises(store.LeaseLost), db.write() as session:
+        store.renew_lease(session, dead.lease, 60)
+
+
 def test_delete_cascades_and_refuses_a_running_run(db, play):
     running = play(SPEC.model_dump(), epochs=1, finish=None)
     with pytest.raises(lifecycle.InvalidTransition, match="running"), db.write() as session:
