@@ -1,6 +1,7 @@
 """A run's files: per-epoch checkpoints and weight snapshots, each written atomically."""
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from contextlib import suppress
@@ -42,6 +43,11 @@ def save_checkpoint(run_dir: Path, epoch: int, state: Mapping[str, Any]) -> None
         with suppress(ValueError):
             if int(old.stem.removeprefix("epoch_")) <= epoch - KEEP:
                 old.unlink(missing_ok=True)
+
+
+def clear_checkpoints(run_dir: Path) -> None:
+    """Forget an earlier attempt's checkpoints (a run restarting from epoch 0)."""
+    shutil.rmtree(checkpoint_path(run_dir, 0).parent, ignore_errors=True)
 
 
 def load_checkpoint(run_dir: Path, epoch: int) -> dict[str, Any]:

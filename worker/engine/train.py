@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from server.schemas import RunSpec
 from worker.engine.checkpoint import (
     checkpoint_path,
+    clear_checkpoints,
     load_checkpoint,
     save_checkpoint,
     save_snapshot,
@@ -139,8 +140,11 @@ class Training:
 
     def epochs(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[EpochResult]:
         """Epochs start_epoch+1 .. spec.epochs; ``should_stop`` is polled between batches."""
-        if self._epoch == 0 and self.spec.keep_snapshots:
-            save_snapshot(self.run_dir, 0, self._model.state_dict())
+        if self._epoch == 0:
+            # Left over from an attempt that started earlier: never to be resumed from now.
+            clear_checkpoints(self.run_dir)
+            if self.spec.keep_snapshots:
+                save_snapshot(self.run_dir, 0, self._model.state_dict())
         while self._epoch < self.spec.epochs:
             started = time.perf_counter()
             epoch = self._epoch + 1
