@@ -20,6 +20,8 @@ from server.settings import Settings
 
 POLL_SECONDS = 0.2
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# uvicorn re-raises the SIGTERM it handled once it has shut down cleanly.
+CLEAN_EXITS = (0, -signal.SIGTERM)
 
 
 def _die_with_parent() -> None:
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"api did not answer on {url}")
         failed = True
     _stop(procs, args.grace, lambda: len(signals_seen) > 1)
-    return 1 if failed or any(p.returncode != 0 for p in procs.values()) else 0
+    return 1 if failed or any(p.returncode not in CLEAN_EXITS for p in procs.values()) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,143 @@
+"""`make run` serves a synthetic run to `succeeded`, and Ctrl-C or SIGTERM stops API and worker.
+
+`make run` runs as a user's terminal would: in its own session, Ctrl-C being a SIGINT to the
+whole foreground process group. The existing interpreter stands in for .venv (its install is
+assumed current: `make test` has just made it so)."""
+
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {"dataset": "synthetic", "hidden_sizes": [32], "train_size": 512, "test_size": 256}
+CLEAN_EXITS = {0, -signal.SIGTERM}  # uvicorn re-raises the SIGTERM it handled
+
+
+@dataclass
+class Served:
+    make: subprocess.Popen[bytes]
+    url: str
+    log: Path
+    data_dir: Path
+
+    def request(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return json.load(response)
+
+    def wait_for(self, run_id: int, done, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.request("GET", f"/runs/{run_id}")
+            if done(run):
+                return run
+            assert self.make.poll() is None, self.log.read_text()
+            time.sleep(0.3)
+        raise AssertionError(f"run {run_id} did not get there: {run}\n{self.log.read_text()}")
+
+    def stop(self, sig: int, group: bool) -> dict[str, tuple[int, int]]:
+        """Send sig (to make's process group, like a terminal, or to make alone); wait for the
+        end; return each child's (pid, exit status) from the launcher's log."""
+        if group:
+            os.killpg(self.make.pid, sig)
+        else:
+            self.make.send_signal(sig)
+        self.make.wait(timeout=90)
+        text = self.log.read_text()
+        pids = dict(re.findall(r"decaylab: (\w+) started, pid (\d+)", text))
+        codes = dict(re.findall(r"decaylab: (\w+) exited with (-?\d+)", text))
+        assert pids.keys() == codes.keys() == {"api", "worker"}, text
+        return {name: (int(pids[name]), int(codes[name])) for name in pids}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DECAYLAB_")}
+    env |= {
+        "DECAYLAB_DATA_DIR": str(tmp_path / "data"),
+        "DECAYLAB_PORT": str(port),
+        "DECAYLAB_DEVICE": "cpu",
+        "DECAYLAB_POLL_SECONDS": "0.2",
+        "MPLCONFIGDIR": str(tmp_path / "mpl"),
+    }
+    log = tmp_path / "make-run.log"
+    with log.open("wb") as out:
+        make = subprocess.Popen(
+            ["make", "--no-print-directory", "--assume-old=.venv/.installed-run", "run"]
+            + [f"PY={sys.executable}"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    served = Served(make, f"http://127.0.0.1:{port}", log, tmp_path / "data")
+    try:
+        deadline = time.monotonic() + 90
+        while "decaylab: worker started" not in log.read_text():
+            assert make.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        yield served
+    finally:
+        if make.poll() is None:
+            os.killpg(make.pid, signal.SIGKILL)  # the children follow (PR_SET_PDEATHSIG)
+            make.wait()
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_make_run_serves_a_synthetic_run_to_succeeded_and_ctrl_c_stops_both(served):
+    run = served.request("POST", "/runs", {"name": "make run", "epochs": 2, **TINY})
+    assert run["status"] == "queued"
+    run = served.wait_for(run["id"], lambda r: r["status"] not in ("queued", "running"), 240)
+    assert run["status"] == "succeeded", run
+    assert run["epochs_done"] == 2
+    constancy = served.request("GET", f"/runs/{run['id']}/constancy?tol=0")
+    assert len(constancy["layers"]) == 2  # hidden_sizes [32]: two Linear layers
+
+    exits = served.stop(signal.SIGINT, group=True)
+    for name, (pid, code) in exits.items():
+        assert code in CLEAN_EXITS, (name, code, served.log.read_text())
+        assert gone(pid), name
+    with pytest.raises(OSError):
+        served.request("GET", "/health")
+
+
+def test_sigterm_stops_both_and_the_worker_hands_its_run_back(served):
+    run = served.request("POST", "/runs", {"epochs": 1000, **TINY})
+    served.wait_for(run["id"], lambda r: r["epochs_done"] >= 1, 120)
+
+    exits = served.stop(signal.SIGTERM, group=False)  # as `kill` or a service manager would
+    assert all(code in CLEAN_EXITS for _, code in exits.values()), served.log.read_text()
+    with sqlite3.connect(served.data_dir / "decaylab.db") as db:
+        status, done = db.execute(
+            "SELECT status, epochs_done FROM runs WHERE id = ?", (run["id"],)
+        ).fetchone()
+    assert status == "queued" and 1 <= done < 1000
