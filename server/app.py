@@ -14,6 +14,7 @@ from server import __doc__ as package_doc
 from server.analysis import NotComputed
 from server.db import Database
 from server.lifecycle import InvalidTransition
+from server.render import Renderer
 from server.routers import compare, health, runs
 from server.settings import Settings, get_settings
 from server.store import RunNotFound
@@ -56,10 +57,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     database = Database(settings.database_url_resolved)
     database.upgrade()
+    renderer = Renderer()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        renderer.close()
         database.dispose()
 
     app = FastAPI(
@@ -71,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.renderer = renderer
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RunNotFound, _error(404))
     app.add_exception_handler(NotComputed, _error(404))
