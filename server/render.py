@@ -11,8 +11,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
-from functools import lru_cache, partial
-from typing import Any, Protocol
+from functools import partial
+from typing import Annotated, Any, Protocol
+
+from fastapi import Depends, Request
 
 DEFAULT_MAX_BYTES = 64 * 2**20
 
@@ -97,7 +99,9 @@ class Renderer:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-@lru_cache
-def get_renderer() -> Renderer:
-    """The process's renderer (a FastAPI dependency, like get_settings)."""
-    return Renderer()
+def get_renderer(request: Request) -> Renderer:
+    """The app's renderer: made by create_app, closed when the app shuts down."""
+    return request.app.state.renderer
+
+
+RendererDep = Annotated[Renderer, Depends(get_renderer)]

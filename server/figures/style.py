@@ -41,9 +41,9 @@ def new_figure(options: FigureOptions, panels: int, title: str) -> tuple[Figure,
 
 
 def layer_colours(count: int) -> list[tuple[float, float, float, float]]:
-    """Light to dark in layer order, as in the seed's figures."""
+    """Light to dark in layer order, as in the seed's figures (none before a run has layers)."""
     cmap = colormaps["Blues"]
-    return [cmap(x) for x in np.linspace(0.35, 1.0, count)] if count > 1 else [cmap(1.0)]
+    return [cmap(x) for x in np.linspace(0.35, 1.0, count)] if count != 1 else [cmap(1.0)]
 
 
 def series_colours(count: int) -> list[tuple[float, float, float, float]]:

@@ -1,13 +1,20 @@
 import shutil
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Path, Query, Response, status
-from fastapi.responses import FileResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse
+from sqlalchemy.orm import Session
 
 from server import analysis, store
 from server.deps import SessionDep, SettingsDep, WriteSessionDep
+from server.figures import pngs
+from server.figures.options import ConstancyScope, MetricName
+from server.figures.report import report_html
 from server.models import Run
-from server.routers.params import Tolerance
+from server.render import RendererDep
+from server.routers.params import PNG_RESPONSE, Figure, FormatDep, Tolerance, png_response
 from server.schemas import (
     ConstancyAllOut,
     ConstancyOut,
@@ -26,8 +33,33 @@ NOT_FOUND = {404: {"model": ErrorOut, "description": "No run with that id"}}
 CONFLICT = {409: {"model": ErrorOut, "description": "Not possible in the run's status"}}
 
 
+T = TypeVar("T")
+
+ConstancyScopeQuery = Annotated[
+    ConstancyScope,
+    Query(
+        description="PNG: layers (a line each), all (mean of all layers), last2 (of the last two)"
+    ),
+]
+MetricQuery = Annotated[MetricName, Query(description="PNG: loss or accuracy (JSON has both)")]
+
+
 def run_out(run: Run) -> RunOut:
     return RunOut.model_validate(run, from_attributes=True)
+
+
+async def read_run(
+    session: Session, run_id: int, view: Callable[[Session, Run], T]
+) -> tuple[RunOut, T]:
+    """The run and ``view`` of its results, read off the event loop."""
+
+    def read() -> tuple[RunOut, T]:
+        # The run first, then its results, in one read transaction: a figure cached under the
+        # run's progress (status, epochs done) then never lacks an epoch that progress promises.
+        run = store.get_run(session, run_id)
+        return run_out(run), view(session, run)
+
+    return await run_in_threadpool(read)
 
 
 @router.post(
@@ -86,34 +118,90 @@ def delete_run(run_id: int, session: WriteSessionDep, settings: SettingsDep) -> 
 @router.get(
     "/{run_id}/metrics",
     summary="Loss and accuracy (fractions) per epoch so far",
-    responses=NOT_FOUND,
+    response_model=MetricsOut,
+    responses=NOT_FOUND | PNG_RESPONSE,
 )
-def get_metrics(run_id: int, session: SessionDep) -> MetricsOut:
-    return analysis.metrics(session, store.get_run(session, run_id))
+async def get_metrics(
+    run_id: int,
+    session: SessionDep,
+    fmt: FormatDep,
+    options: Figure,
+    renderer: RendererDep,
+    metric: MetricQuery = "loss",
+) -> MetricsOut | Response:
+    """PNG: train vs test ``metric`` per epoch."""
+    run, data = await read_run(session, run_id, analysis.metrics)
+    if fmt == "png":
+        return png_response(await pngs.metrics_png(renderer, run, data, metric, options))
+    return data
 
 
 @router.get(
     "/{run_id}/constancy",
     summary="% of each layer's weights constant from epoch e-1 to e",
-    responses={404: {"model": ErrorOut, "description": "Unknown run or tolerance not computed"}},
+    response_model=ConstancyOut | ConstancyAllOut,
+    responses={404: {"model": ErrorOut, "description": "Unknown run or tolerance not computed"}}
+    | PNG_RESPONSE,
 )
-def get_constancy(
-    run_id: int, session: SessionDep, tol: Tolerance = None
-) -> ConstancyOut | ConstancyAllOut:
-    """Per layer, the mean of all layers and of the last two; without ``tol``, every tolerance."""
-    run = store.get_run(session, run_id)
-    if tol is None:
-        return analysis.constancy_all(session, run)
-    return analysis.constancy(session, run, tol)
+async def get_constancy(
+    run_id: int,
+    session: SessionDep,
+    fmt: FormatDep,
+    options: Figure,
+    renderer: RendererDep,
+    tol: Tolerance = None,
+    scope: ConstancyScopeQuery = "layers",
+) -> ConstancyOut | ConstancyAllOut | Response:
+    """Per layer, the mean of all layers and of the last two; without ``tol``, every tolerance.
+
+    PNG: one panel per tolerance (one with ``tol``), drawing what ``scope`` says."""
+
+    def view(session: Session, run: Run) -> ConstancyOut | ConstancyAllOut:
+        if tol is None:
+            return analysis.constancy_all(session, run)
+        return analysis.constancy(session, run, tol)
+
+    run, data = await read_run(session, run_id, view)
+    if fmt == "png":
+        return png_response(await pngs.constancy_png(renderer, run, data, scope, options))
+    return data
 
 
 @router.get(
     "/{run_id}/weights",
     summary="Each layer's weight variance per epoch (epoch 0 = initial weights)",
+    response_model=WeightStatsOut,
+    responses=NOT_FOUND | PNG_RESPONSE,
+)
+async def get_weight_stats(
+    run_id: int, session: SessionDep, fmt: FormatDep, options: Figure, renderer: RendererDep
+) -> WeightStatsOut | Response:
+    run, data = await read_run(session, run_id, analysis.weight_stats)
+    if fmt == "png":
+        return png_response(await pngs.weights_png(renderer, run, data, options))
+    return data
+
+
+@router.get(
+    "/{run_id}/report",
+    summary="One HTML page with the run's spec, status and every figure inline",
+    response_class=HTMLResponse,
     responses=NOT_FOUND,
 )
-def get_weight_stats(run_id: int, session: SessionDep) -> WeightStatsOut:
-    return analysis.weight_stats(session, store.get_run(session, run_id))
+async def get_report(
+    run_id: int, session: SessionDep, options: Figure, renderer: RendererDep
+) -> HTMLResponse:
+    """Self-contained (figures as data: URIs); ``width``/``height``/``dpi`` size each figure."""
+
+    def view(session: Session, run: Run) -> tuple[MetricsOut, ConstancyAllOut, WeightStatsOut]:
+        return (
+            analysis.metrics(session, run),
+            analysis.constancy_all(session, run),
+            analysis.weight_stats(session, run),
+        )
+
+    run, (metrics, constancy, weights) = await read_run(session, run_id, view)
+    return HTMLResponse(await report_html(renderer, run, metrics, constancy, weights, options))
 
 
 @router.get(
