@@ -1,4 +1,5 @@
-"""`make run` serves a synthetic run to `succeeded`, and Ctrl-C or SIGTERM stops API and worker.
+"""`make run` serves a synthetic run to `succeeded`, the README's quick start works against it,
+and Ctrl-C or SIGTERM stops the API and the worker.
 
 `make run` runs as a user's terminal would: in its own session, Ctrl-C being a SIGINT to the
 whole foreground process group. The existing interpreter stands in for .venv (its install is
@@ -7,6 +8,7 @@ assumed current: `make test` has just made it so)."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -141,3 +143,36 @@ def test_sigterm_stops_both_and_the_worker_hands_its_run_back(served):
             "SELECT status, epochs_done FROM runs WHERE id = ?", (run["id"],)
         ).fetchone()
     assert status == "queued" and 1 <= done < 1000
+
+
+def quick_start_lines() -> list[str]:
+    section = (ROOT / "README.md").read_text().split("\n## Quick start\n", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section.split("\n## ", 1)[0], re.S)
+    assert block, "README.md: no sh block in the quick start"
+    return [line for line in block[1].splitlines() if line.strip()]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the quick start uses curl")
+def test_readme_quick_start_works_pasted_line_by_line(served, tmp_path):
+    port = served.url.rsplit(":", 1)[1]
+    lines = quick_start_lines()
+    assert any("/compare?" in line for line in lines) and any(".png" in line for line in lines)
+    for line in lines:
+        result = subprocess.run(
+            ["bash", "-c", line.replace("localhost:8000", f"localhost:{port}")],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, (line, result.stderr, served.log.read_text())
+        if result.stdout:
+            assert "detail" not in json.loads(result.stdout), (line, result.stdout)
+        for png in re.findall(r"-o (\S+\.png)", line):
+            assert (tmp_path / png).read_bytes().startswith(b"\x89PNG"), (line, png)
+
+    # What the README says the two runs show: weights stay exactly constant without decay only.
+    compared = served.request("GET", "/compare?runs=1,2&tol=0&scope=all")["runs"]
+    assert [run["weight_decay"] for run in compared] == [0, 0.001]
+    assert max(compared[0]["percent"]) > 1 > max(compared[1]["percent"])
