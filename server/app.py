@@ -14,6 +14,7 @@ from server import __doc__ as package_doc
 from server.analysis import NotComputed
 from server.db import Database
 from server.lifecycle import InvalidTransition
+from server.middleware import OPEN_PATHS, BearerAuth, BodyLimit
 from server.render import Renderer
 from server.routers import compare, health, runs
 from server.settings import Settings, get_settings
@@ -36,11 +37,14 @@ def _error(status_code: int):
 
 
 def _json_safe(value: Any) -> Any:
-    """NaN and infinities as text: JSON has no spelling for them (a 422 echoes the input)."""
+    """NaN, infinities and lone surrogates as text: JSON and UTF-8 have no spelling for them (a
+    422 echoes the input, and a JSON body may spell a lone surrogate as an escape)."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     return value
@@ -50,6 +54,18 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     detail = _json_safe(jsonable_encoder(exc.errors()))
     return JSONResponse({"detail": detail}, status_code=422)
+
+
+def _declare_bearer(app: FastAPI) -> None:
+    """OpenAPI: every operation needs the bearer token except /health."""
+    schema = app.openapi()
+    schema.setdefault("components", {})["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer"}
+    }
+    schema["security"] = [{"bearer": []}]
+    for path in OPEN_PATHS:
+        for operation in schema["paths"].get(path, {}).values():
+            operation["security"] = []
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -81,4 +97,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(InvalidTransition, _error(409))
     for module in (runs, compare, health):
         app.include_router(module.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # Added last, so outermost: a request without the token is refused before anything else.
+    if settings.api_token:
+        app.add_middleware(BearerAuth, token=settings.api_token)
+        _declare_bearer(app)
     return app

@@ -1,12 +1,15 @@
-"""FastAPI dependencies: settings, the database and per-request sessions."""
+"""FastAPI dependencies: settings, the database, per-request sessions and admitted specs."""
 
 from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
+from server import limits
 from server.db import Database
+from server.schemas import RunSpec
 from server.settings import Settings
 
 
@@ -31,6 +34,17 @@ def get_write_session(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def admitted_spec(spec: RunSpec, settings: SettingsDep) -> RunSpec:
+    """The posted spec, or 422 naming each resource limit it exceeds (nothing is stored)."""
+    errors = limits.violations(spec, settings)
+    if errors:
+        raise RequestValidationError(errors)
+    return spec
+
+
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[Session, Depends(get_session)]
 WriteSessionDep = Annotated[Session, Depends(get_write_session)]
+AdmittedSpec = Annotated[RunSpec, Depends(admitted_spec)]

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+# torch.manual_seed's range: a larger seed would be stored, then fail in the worker.
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
 
 
 class RunStatus(StrEnum):
@@ -20,7 +22,8 @@ class RunStatus(StrEnum):
 class RunSpec(BaseModel):
     """A training job: the seed's experiment with every knob it varies. Defaults are the seed's."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # strict: a JSON true or "64" is no number; 422 rather than a silent conversion.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     name: Annotated[str | None, Field(max_length=200)] = None
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
@@ -41,10 +44,18 @@ class RunSpec(BaseModel):
     dataset: Literal["cifar10", "synthetic"] = "cifar10"
     train_size: Annotated[int | None, Field(ge=1)] = None
     test_size: Annotated[int | None, Field(ge=1)] = None
-    seed: int = 0
+    seed: Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX)] = 0
     basis: Literal["previous", "next"] = "previous"
     include_biases: bool = False
     keep_snapshots: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        # PostgreSQL text cannot hold NUL; refuse it on every database alike.
+        if value is not None and "\x00" in value:
+            raise ValueError("name must not contain NUL characters")
+        return value
 
     @field_validator("tolerances")
     @classmethod

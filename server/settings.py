@@ -3,7 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,7 +23,21 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=30.0, gt=0)
     # How often an idle worker looks for queued runs (and a busy one for cancellation).
     poll_seconds: float = Field(default=1.0, gt=0)
+    # Bearer token every endpoint but /health requires when set (server/middleware.py).
     api_token: str | None = None
+    # Larger request bodies are refused with 413 while they stream in.
+    max_body_bytes: int = Field(default=64 * 1024, ge=0)
+    # Specs beyond these are refused with 422 before they are stored (server/limits.py). The
+    # defaults admit the seed's model on the full CIFAR-10, snapshots of every epoch included.
+    max_parameters: int = Field(default=100_000_000, ge=1)
+    max_memory_bytes: int = Field(default=8 * 2**30, ge=1)
+    max_run_disk_bytes: int = Field(default=4 * 2**30, ge=1)
+
+    @field_validator("api_token")
+    @classmethod
+    def _unset_when_empty(cls, value: str | None) -> str | None:
+        # Compose passes an unset variable through as empty: that means no token, not "".
+        return (value or "").strip() or None
 
     @property
     def database_url_resolved(self) -> str:
