@@ -4,13 +4,17 @@ Bad values answer 422 naming the parameter."""
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Query, Request, Response
+from fastapi import Depends, Path, Query, Request, Response
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from server.analysis import CompareScope
 from server.figures.options import FigureOptions
 
 MAX_COMPARED_RUNS = 50
+# Ids are 64-bit database integers: a larger one names no run (422, not a driver overflow).
+MAX_ID = 2**63 - 1
+
+RunId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 Tolerance = Annotated[
     float | None,
@@ -36,7 +40,7 @@ def _distinct(ids: list[int]) -> list[int]:
 
 
 RunIds = Annotated[
-    list[Annotated[int, Field(ge=1)]],
+    list[Annotated[int, Field(ge=1, le=MAX_ID)]],
     BeforeValidator(_split_commas),
     AfterValidator(_distinct),
     Query(

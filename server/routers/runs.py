@@ -8,13 +8,21 @@ from fastapi.responses import FileResponse, HTMLResponse
 from sqlalchemy.orm import Session
 
 from server import analysis, store
-from server.deps import SessionDep, SettingsDep, WriteSessionDep
+from server.deps import AdmittedSpec, SessionDep, SettingsDep, WriteSessionDep
 from server.figures import pngs
 from server.figures.options import ConstancyScope, MetricName
 from server.figures.report import report_html
 from server.models import Run
 from server.render import RendererDep
-from server.routers.params import PNG_RESPONSE, Figure, FormatDep, Tolerance, png_response
+from server.routers.params import (
+    MAX_ID,
+    PNG_RESPONSE,
+    Figure,
+    FormatDep,
+    RunId,
+    Tolerance,
+    png_response,
+)
 from server.schemas import (
     ConstancyAllOut,
     ConstancyOut,
@@ -22,7 +30,6 @@ from server.schemas import (
     MetricsOut,
     RunList,
     RunOut,
-    RunSpec,
     RunStatus,
     WeightStatsOut,
 )
@@ -68,7 +75,7 @@ async def read_run(
     summary="Submit a training job (queued for a worker)",
     response_description="The run, with every default of its spec filled in",
 )
-def create_run(spec: RunSpec, session: WriteSessionDep, response: Response) -> RunOut:
+def create_run(spec: AdmittedSpec, session: WriteSessionDep, response: Response) -> RunOut:
     run = store.create_run(session, spec)
     session.commit()
     response.headers["Location"] = f"/runs/{run.id}"
@@ -80,14 +87,14 @@ def list_runs(
     session: SessionDep,
     status: RunStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> RunList:
     total, runs = store.list_runs(session, status, limit, offset)
     return RunList(total=total, limit=limit, offset=offset, runs=[run_out(r) for r in runs])
 
 
 @router.get("/{run_id}", summary="One run", responses=NOT_FOUND)
-def get_run(run_id: int, session: SessionDep) -> RunOut:
+def get_run(run_id: RunId, session: SessionDep) -> RunOut:
     return run_out(store.get_run(session, run_id))
 
 
@@ -97,7 +104,7 @@ def get_run(run_id: int, session: SessionDep) -> RunOut:
     summary="Cancel: a queued run at once, a running one at its next batch",
     responses=NOT_FOUND | CONFLICT,
 )
-def cancel_run(run_id: int, session: WriteSessionDep) -> RunOut:
+def cancel_run(run_id: RunId, session: WriteSessionDep) -> RunOut:
     run = store.request_cancel(session, run_id)
     session.commit()
     return run_out(run)
@@ -109,7 +116,7 @@ def cancel_run(run_id: int, session: WriteSessionDep) -> RunOut:
     summary="Delete a run that is not running, with its results and files",
     responses=NOT_FOUND | CONFLICT,
 )
-def delete_run(run_id: int, session: WriteSessionDep, settings: SettingsDep) -> None:
+def delete_run(run_id: RunId, session: WriteSessionDep, settings: SettingsDep) -> None:
     store.delete_run(session, run_id)
     session.commit()
     shutil.rmtree(settings.run_dir(run_id), ignore_errors=True)
@@ -122,7 +129,7 @@ def delete_run(run_id: int, session: WriteSessionDep, settings: SettingsDep) -> 
     responses=NOT_FOUND | PNG_RESPONSE,
 )
 async def get_metrics(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
     fmt: FormatDep,
     options: Figure,
@@ -144,7 +151,7 @@ async def get_metrics(
     | PNG_RESPONSE,
 )
 async def get_constancy(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
     fmt: FormatDep,
     options: Figure,
@@ -174,7 +181,7 @@ async def get_constancy(
     responses=NOT_FOUND | PNG_RESPONSE,
 )
 async def get_weight_stats(
-    run_id: int, session: SessionDep, fmt: FormatDep, options: Figure, renderer: RendererDep
+    run_id: RunId, session: SessionDep, fmt: FormatDep, options: Figure, renderer: RendererDep
 ) -> WeightStatsOut | Response:
     run, data = await read_run(session, run_id, analysis.weight_stats)
     if fmt == "png":
@@ -189,7 +196,7 @@ async def get_weight_stats(
     responses=NOT_FOUND,
 )
 async def get_report(
-    run_id: int, session: SessionDep, options: Figure, renderer: RendererDep
+    run_id: RunId, session: SessionDep, options: Figure, renderer: RendererDep
 ) -> HTMLResponse:
     """Self-contained (figures as data: URIs); ``width``/``height``/``dpi`` size each figure."""
 
@@ -214,7 +221,7 @@ async def get_report(
     },
 )
 def get_snapshot(
-    run_id: int,
+    run_id: RunId,
     epoch: Annotated[int, Path(ge=0, description="0 = the initial weights")],
     session: SessionDep,
     settings: SettingsDep,
