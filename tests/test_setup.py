@@ -8,6 +8,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -68,35 +69,41 @@ def test_everything_installed_for_decaylab_is_pinned_at_its_installed_version():
         assert pinned[name] == f"=={installed}", f"{name} {installed} vs pin {pinned[name]}"
 
 
-# Imports every server module with only the given distributions importable (plus the standard
-# library), as in the API image; optional imports of absent packages fail as they would there.
-BASE_ONLY_IMPORT = """
+# Imports every module of a package with only the given distributions importable (plus the
+# standard library), as in an image; optional imports of absent packages fail as they would there.
+IMPORT_ALL_WITH_ONLY = """
 import importlib, json, pkgutil, re, sys
 from importlib import metadata
 
-allowed = set(json.loads(sys.argv[1]))
+package, allowed, forbidden = sys.argv[1], set(json.loads(sys.argv[2])), sys.argv[3:]
 providers = metadata.packages_distributions()
 
 class OnlyAllowed:
     def find_spec(self, name, path=None, target=None):
         top = name.split(".")[0]
         dists = {re.sub(r"[-_.]+", "-", d).lower() for d in providers.get(top, [])}
-        if top == "worker" or (dists and not dists & allowed):
+        if top in forbidden or (dists and not dists & allowed):
             raise ModuleNotFoundError(f"No module named {name!r} (not installed)", name=name)
 
 sys.meta_path.insert(0, OnlyAllowed())
-import server
-for m in pkgutil.walk_packages(server.__path__, "server."):
+root = importlib.import_module(package)
+for m in pkgutil.walk_packages(root.__path__, package + "."):
     if not m.name.endswith("__main__"):  # that one would start serving
         importlib.import_module(m.name)
 """
 
 
-def test_server_runs_on_the_base_install_alone():
-    """The API image installs decaylab without extras, so without torch and its dependencies."""
-    base = sorted(closure(()))
+@pytest.mark.parametrize(
+    "package,extras,forbidden",
+    [("server", (), ["worker"]), ("worker", ("worker",), [])],
+    ids=["api-image", "worker-image"],
+)
+def test_each_image_imports_with_its_install_alone(package, extras, forbidden):
+    """The API image installs decaylab without extras (so without torch); the worker image with
+    the `worker` extra. Each package must import with no more than that."""
+    allowed = json.dumps(sorted(closure(extras)))
     result = subprocess.run(
-        [sys.executable, "-c", BASE_ONLY_IMPORT, json.dumps(base)],
+        [sys.executable, "-c", IMPORT_ALL_WITH_ONLY, package, allowed, *forbidden],
         cwd=ROOT,
         capture_output=True,
         text=True,
