@@ -2,9 +2,11 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -110,3 +112,32 @@ def test_each_image_imports_with_its_install_alone(package, extras, forbidden):
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_built_package_has_every_tracked_file(tmp_path):
+    """The images install a built wheel, not the source tree: templates, migrations and new
+    subpackages must all be in it (package-data in pyproject.toml)."""
+    tracked = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "pyproject.toml", "server", "worker"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip("\0")
+        .split("\0")
+    )
+    src = tmp_path / "src"
+    for name in tracked:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / name, src / name)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+        + ["-w", str(tmp_path / "dist"), str(src)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = (tmp_path / "dist").glob("decaylab-*.whl")
+    packaged = set(zipfile.ZipFile(wheel).namelist())
+    assert set(tracked) - {"pyproject.toml"} <= packaged
