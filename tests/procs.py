@@ -88,8 +88,18 @@ class Processes:
     def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
         return self._start("worker", *args, env=self.env)
 
+    def start_module(self, module: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        """Any ``python -m module`` (e.g. a test's wrapper around the worker) with more env."""
+        return self._start(module, *args, env=self.env | env)
+
+    def headers(self) -> dict[str, str]:
+        """The bearer token the processes were given, if any (DECAYLAB_API_TOKEN)."""
+        token = self.env.get("DECAYLAB_API_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.request(method, f"{self.url}{path}", timeout=30, **kwargs)
+        headers = self.headers() | kwargs.pop("headers", {})
+        return httpx.request(method, f"{self.url}{path}", timeout=30, headers=headers, **kwargs)
 
     def run(self, run_id: int) -> dict[str, Any]:
         response = self.api("GET", f"/runs/{run_id}")
