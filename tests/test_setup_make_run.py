@@ -10,17 +10,16 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from procs import FINISHED, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"dataset": "synthetic", "hidden_sizes": [32], "train_size": 512, "test_size": 256}
@@ -41,15 +40,16 @@ class Served:
         with urllib.request.urlopen(req, timeout=10) as response:
             return json.load(response)
 
-    def wait_for(self, run_id: int, done, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def logs(self) -> str:
+        return f"\n--- make run ---\n{self.log.read_text()[-5000:]}"
+
+    def wait_for_run(self, run_id: int, done: Callable[[dict], bool], timeout: float) -> dict:
+        def check() -> dict | None:
+            assert self.make.poll() is None, self.logs()
             run = self.request("GET", f"/runs/{run_id}")
-            if done(run):
-                return run
-            assert self.make.poll() is None, self.log.read_text()
-            time.sleep(0.3)
-        raise AssertionError(f"run {run_id} did not get there: {run}\n{self.log.read_text()}")
+            return run if done(run) else None
+
+        return wait_for(check, timeout, f"run {run_id}", self.logs())
 
     def stop(self, sig: int, group: bool) -> dict[str, tuple[int, int]]:
         """Send sig (to make's process group, like a terminal, or to make alone); wait for the
@@ -64,12 +64,6 @@ class Served:
         codes = dict(re.findall(r"decaylab: (\w+) exited with (-?\d+)", text))
         assert pids.keys() == codes.keys() == {"api", "worker"}, text
         return {name: (int(pids[name]), int(codes[name])) for name in pids}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -96,10 +90,12 @@ def served(tmp_path: Path) -> Iterator[Served]:
         )
     served = Served(make, f"http://127.0.0.1:{port}", log, tmp_path / "data")
     try:
-        deadline = time.monotonic() + 90
-        while "decaylab: worker started" not in log.read_text():
-            assert make.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+
+        def worker_started() -> bool:
+            assert make.poll() is None, served.logs()
+            return "decaylab: worker started" in log.read_text()
+
+        wait_for(worker_started, 90, "make run to start the worker", served.logs())
         yield served
     finally:
         if make.poll() is None:
@@ -118,7 +114,7 @@ def gone(pid: int) -> bool:
 def test_make_run_serves_a_synthetic_run_to_succeeded_and_ctrl_c_stops_both(served):
     run = served.request("POST", "/runs", {"name": "make run", "epochs": 2, **TINY})
     assert run["status"] == "queued"
-    run = served.wait_for(run["id"], lambda r: r["status"] not in ("queued", "running"), 240)
+    run = served.wait_for_run(run["id"], lambda r: r["status"] in FINISHED, 240)
     assert run["status"] == "succeeded", run
     assert run["epochs_done"] == 2
     constancy = served.request("GET", f"/runs/{run['id']}/constancy?tol=0")
@@ -126,7 +122,7 @@ def test_make_run_serves_a_synthetic_run_to_succeeded_and_ctrl_c_stops_both(serv
 
     exits = served.stop(signal.SIGINT, group=True)
     for name, (pid, code) in exits.items():
-        assert code in CLEAN_EXITS, (name, code, served.log.read_text())
+        assert code in CLEAN_EXITS, (name, code, served.logs())
         assert gone(pid), name
     with pytest.raises(OSError):
         served.request("GET", "/health")
@@ -134,10 +130,10 @@ def test_make_run_serves_a_synthetic_run_to_succeeded_and_ctrl_c_stops_both(serv
 
 def test_sigterm_stops_both_and_the_worker_hands_its_run_back(served):
     run = served.request("POST", "/runs", {"epochs": 1000, **TINY})
-    served.wait_for(run["id"], lambda r: r["epochs_done"] >= 1, 120)
+    served.wait_for_run(run["id"], lambda r: r["epochs_done"] >= 1, 120)
 
     exits = served.stop(signal.SIGTERM, group=False)  # as `kill` or a service manager would
-    assert all(code in CLEAN_EXITS for _, code in exits.values()), served.log.read_text()
+    assert all(code in CLEAN_EXITS for _, code in exits.values()), served.logs()
     with sqlite3.connect(served.data_dir / "decaylab.db") as db:
         status, done = db.execute(
             "SELECT status, epochs_done FROM runs WHERE id = ?", (run["id"],)
@@ -166,7 +162,7 @@ def test_readme_quick_start_works_pasted_line_by_line(served, tmp_path):
             timeout=300,
             check=False,
         )
-        assert result.returncode == 0, (line, result.stderr, served.log.read_text())
+        assert result.returncode == 0, (line, result.stderr, served.logs())
         if result.stdout:
             assert "detail" not in json.loads(result.stdout), (line, result.stdout)
         for png in re.findall(r"-o (\S+\.png)", line):
