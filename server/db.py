@@ -3,8 +3,13 @@
 SQLite (API and workers are separate processes on one file): WAL so readers never block the
 writer, a busy timeout so writers queue instead of failing, foreign keys on, and write
 transactions opened with ``BEGIN IMMEDIATE`` — a deferred transaction that upgrades from read to
-write gets SQLITE_BUSY at once instead of waiting. PostgreSQL: claims lock with
-``FOR UPDATE SKIP LOCKED`` and migrations serialise on an advisory lock.
+write gets SQLITE_BUSY at once instead of waiting.
+
+PostgreSQL (API and workers on any number of machines): read sessions are REPEATABLE READ, so a
+request sees one snapshot as it does on SQLite (READ COMMITTED would give each statement its
+own); write transactions that stall are ended by the server, so a worker machine that vanishes
+mid-transaction cannot keep its run locked; claims lock with ``FOR UPDATE SKIP LOCKED``;
+migrations serialise on an advisory lock.
 """
 
 from collections.abc import Iterator
@@ -22,6 +27,9 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Execution option a write session's engine carries; the SQLite begin hook reads it.
 _IMMEDIATE = "decaylab_begin_immediate"
 BUSY_TIMEOUT_SECONDS = 30.0
+# PostgreSQL ends a write transaction that waits this long for its client's next statement
+# (a frozen or vanished client; ours send theirs back to back), so its row locks are released.
+STALLED_WRITE_SECONDS = 10.0
 # Any fixed number: the key of the advisory lock PostgreSQL migrations take.
 _MIGRATION_LOCK_KEY = 0x0DECA1AB
 
@@ -29,6 +37,8 @@ _MIGRATION_LOCK_KEY = 0x0DECA1AB
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite files get WAL, a busy timeout and explicit BEGINs."""
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return _postgresql_engine(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
@@ -55,6 +65,20 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def _postgresql_engine(url: str) -> Engine:
+    engine = create_engine(url, pool_pre_ping=True)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(_IMMEDIATE, False):
+            # Without it a row lock outlives a worker machine that lost power until TCP notices
+            # (hours): the run could not be taken over and its cancel request would hang.
+            timeout_ms = int(STALLED_WRITE_SECONDS * 1000)
+            conn.exec_driver_sql(f"SET LOCAL idle_in_transaction_session_timeout = {timeout_ms}")
+
+    return engine
+
+
 def lock_for_claim(candidates: Select[Any]) -> Select[Any]:
     """Make the claim's candidate query skip rows another worker is claiming.
 
@@ -68,11 +92,15 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
-        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        read_engine = self.engine
+        if self.engine.dialect.name == "postgresql":
+            read_engine = self.engine.execution_options(isolation_level="REPEATABLE READ")
+        self._read = sessionmaker(read_engine, expire_on_commit=False)
         write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
         self._write = sessionmaker(write_engine, expire_on_commit=False)
 
     def reader(self) -> Session:
+        """A session for reads that sees one snapshot of the database until it ends."""
         return self._read()
 
     def writer(self) -> Session:

@@ -1,15 +1,31 @@
-"""Shared fixtures: a temp data dir and SQLite file per test, the app on it, tiny specs."""
+"""Shared fixtures: a temp data dir and a fresh database per test, the app on it, tiny specs.
 
+The database is an SQLite file unless the test asks for both backends (or PostgreSQL only):
+
+    pytestmark = pytest.mark.backends("sqlite", "postgresql")   # every test of the module, twice
+    @pytest.mark.backends("postgresql")                        # this test on PostgreSQL only
+
+Those tests run against the PostgreSQL server at ``DECAYLAB_TEST_POSTGRES_URL`` (default: the
+local one, user postgres, trust auth), each in a database of its own that is dropped afterwards.
+"""
+
+import itertools
 import os
 import random
+import secrets
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from procs import Processes
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 from server import analysis, store
 from server.app import create_app
@@ -22,11 +38,87 @@ os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="decaylab-mpl-"))
 
 SpecFactory = Callable[..., dict[str, Any]]
 
+POSTGRES_URL = os.environ.get(
+    "DECAYLAB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+BACKENDS = {
+    "sqlite": "sqlite",
+    # `-m "not postgres"` leaves these out.
+    "postgresql": pytest.param("postgresql", marks=pytest.mark.postgres),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "backends(*names): run the test once per database backend (db_url fixture)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is not None and "db_url" in metafunc.fixturenames:
+        metafunc.parametrize("db_url", [BACKENDS[name] for name in marker.args], indirect=True)
+
+
+class PostgresServer:
+    """Creates uniquely named databases on the test server and drops them again."""
+
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        # Unique per test session: other sessions may use the same server at the same time.
+        self.prefix = f"decaylab_test_{os.getpid()}_{secrets.token_hex(3)}"
+        self._numbers = itertools.count()
+        self._admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        with self._admin.connect():
+            pass  # raises OperationalError when the server is not there
+
+    def create(self) -> str:
+        """An empty database; returns its URL."""
+        name = f"{self.prefix}_{next(self._numbers)}"
+        with self._admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        return self.url.set(database=name).render_as_string(hide_password=False)
+
+    def drop(self, url: str) -> None:
+        """Drop the database, ending whatever connections are left (e.g. a killed worker's)."""
+        with self._admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+    def close(self) -> None:
+        self._admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The PostgreSQL server; fails the test in CI when it is down, skips it elsewhere."""
+    try:
+        server = PostgresServer(POSTGRES_URL)
+    except OperationalError as exc:
+        reason = f"PostgreSQL is not reachable at {make_url(POSTGRES_URL)!r}: {exc}"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(reason)
+        pytest.skip(f"{reason} (start it, or deselect with -m 'not postgres')")
+    yield server
+    server.close()
+
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database without tables: SQLite unless parametrized (see ``backends``)."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'decaylab.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.create()
+    yield url
+    server.drop(url)
+
+
+@pytest.fixture
+def settings(tmp_path, db_url: str) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
+        database_url=db_url,
         device="cpu",
         allow_download=False,
         lease_seconds=5.0,
@@ -168,8 +260,8 @@ def stored_results(db: Database, run_id: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def processes(tmp_path) -> Iterator[Processes]:
-    """Real API and worker processes on a temp data dir (see tests/procs.py)."""
-    procs = Processes(tmp_path, lease_seconds="2")
+def processes(tmp_path, db_url: str) -> Iterator[Processes]:
+    """Real API and worker processes on a temp data dir and ``db_url`` (see tests/procs.py)."""
+    procs = Processes(tmp_path, lease_seconds="2", database_url=db_url)
     yield procs
     procs.close()

@@ -1,6 +1,9 @@
-"""The store and the run lifecycle on SQLite: schema, claims, leases, guarded writes."""
+"""The store and the run lifecycle on SQLite and PostgreSQL: schema, claims, leases, writes."""
 
 import random
+import subprocess
+import sys
+import threading
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -10,8 +13,11 @@ from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from server import lifecycle, store
+from server.db import Database
 from server.models import Base, ConstancyCount, EpochMetrics, LayerEpochStats, Run, RunLayer
 from server.schemas import RunSpec, RunStatus
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 SPEC = RunSpec(dataset="synthetic", hidden_sizes=[8], epochs=3)
 
@@ -43,6 +49,7 @@ def test_initial_migration_creates_exactly_the_models_tables(db):
         assert repr(status.value) in checks["ck_runs_status"]
 
 
+@pytest.mark.backends("sqlite")
 def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(db):
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -196,3 +203,81 @@ def test_finished_runs_cannot_be_finished_again(db, play):
     with pytest.raises(store.LeaseLost), db.write() as session:
         store.finish_run(session, played.lease, RunStatus.failed, error="late")
     assert status_of(db, played.run_id).status == "succeeded"
+
+
+def test_a_read_session_sees_one_snapshot_while_others_write(db, play):
+    played = play(SPEC.model_dump(), epochs=1, finish=None)
+    with db.reader() as reader:
+        assert store.get_run(reader, played.run_id).epochs_done == 1
+        submit(db)
+        with db.write() as session:
+            epoch = random_epoch(random.Random(2), 2, played.tensors, 4)
+            store.record_epoch(session, played.lease, epoch, 60)
+        # The API answers a request from one consistent state, however the workers go on.
+        assert reader.scalar(select(func.count()).select_from(Run)) == 1
+        assert reader.scalars(select(EpochMetrics.epoch)).all() == [1]
+    with db.reader() as session:
+        assert session.scalar(select(func.count()).select_from(Run)) == 2
+
+
+def test_concurrent_claims_take_every_run_exactly_once(db):
+    ids = submit(db, 12)
+    start = threading.Barrier(6)
+    claimed: list[int] = []
+
+    def worker(name: str) -> None:
+        start.wait()
+        while (got := claim(db, name)) is not None:
+            claimed.append(got.lease.run_id)
+
+    threads = [threading.Thread(target=worker, args=(f"w:{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == ids
+    with db.reader() as session:
+        runs = session.scalars(select(Run)).all()
+    assert {(r.status, r.attempts) for r in runs} == {("running", 1)}
+
+
+UPGRADE = """
+import sys
+from server.db import Database
+database = Database(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+database.upgrade()
+"""
+
+
+def test_several_processes_upgrading_a_fresh_database_at_once(db_url):
+    # What happens when the API and several workers start together on an empty database.
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", UPGRADE, db_url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    for p in procs:
+        assert p.stdout.readline() == "ready\n", p.stderr.read()
+    for p in procs:  # all at once, once every one has its engine
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    for p in procs:
+        _, stderr = p.communicate(timeout=60)
+        assert p.returncode == 0, stderr
+    database = Database(db_url)
+    try:
+        with database.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
+                ("0001",)
+            ]
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        database.dispose()

@@ -1,16 +1,19 @@
-"""Several worker processes and API-like threads on one SQLite file: no "database is locked",
-every run claimed exactly once."""
+"""Several worker processes and API-like threads on one database (an SQLite file, or PostgreSQL):
+no "database is locked", every run claimed exactly once."""
 
 import multiprocessing
 import queue
 import random
 import threading
 
+import pytest
 from conftest import Tensor, random_epoch
 
 from server import analysis, store
 from server.db import Database
 from server.schemas import RunSpec, RunStatus
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 SPEC = RunSpec(dataset="synthetic", hidden_sizes=[8], epochs=2, tolerances=[0, 0.1])
 TENSORS = [Tensor(0, "layers.0.weight", 24), Tensor(1, "layers.1.weight", 80)]
@@ -38,7 +41,7 @@ def worker_process(url: str, name: str, submitting_done, claimed) -> None:
     db.dispose()
 
 
-def test_workers_and_api_share_one_sqlite_file_without_lock_errors(db, settings):
+def test_workers_and_api_share_one_database_without_lock_errors(db, settings):
     url = settings.database_url_resolved
     with db.write() as session:
         for _ in range(20):
