@@ -37,12 +37,15 @@ def _error(status_code: int):
 
 
 def _json_safe(value: Any) -> Any:
-    """NaN, infinities and lone surrogates as text: JSON and UTF-8 have no spelling for them (a
-    422 echoes the input, and a JSON body may spell a lone surrogate as an escape)."""
+    """NaN, infinities, lone surrogates and raw bytes as text: JSON and UTF-8 have no spelling
+    for them (a 422 echoes the input: a JSON body may escape a lone surrogate, a non-JSON body is
+    bytes)."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
     if isinstance(value, dict):
         return {_json_safe(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -52,7 +55,7 @@ def _json_safe(value: Any) -> Any:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    detail = _json_safe(jsonable_encoder(exc.errors()))
+    detail = jsonable_encoder(_json_safe(exc.errors()))
     return JSONResponse({"detail": detail}, status_code=422)
 
 

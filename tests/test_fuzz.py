@@ -1,0 +1,199 @@
+"""Property-based fuzzing of every endpoint: never a 5xx, every 4xx says what is wrong in a
+``detail``, and a refused POST stores nothing.
+
+Hypothesis generates JSON bodies (anything, spec-shaped, and a valid spec with one field
+replaced), raw byte bodies, and arbitrary path, query and Accept values for every operation of
+the OpenAPI document, PNG views included. Runs are derandomized, so CI sees the same cases every
+time; the number tried is printed at the end of the module (see docs/hardening.md).
+"""
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from server.app import create_app
+from server.db import Database
+from server.models import Run
+from server.schemas import RunSpec
+from server.settings import Settings
+
+EXAMPLES = 300
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+CASES: Counter[tuple[str, int]] = Counter()  # (operation group, status) -> cases
+SERVER_ERRORS: list[str] = []
+
+# Lone surrogates are valid JSON escapes but no UTF-8: they must not break an echoing 422.
+characters = st.one_of(st.characters(), st.characters(categories=["Cs"]))
+text = st.text(characters, max_size=20)
+numbers = st.one_of(
+    st.integers(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+scalars = st.one_of(st.none(), st.booleans(), numbers, text)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=6), st.dictionaries(text, inner, max_size=6)),
+    max_leaves=20,
+)
+FIELDS = list(RunSpec.model_fields)
+VALID = {"dataset": "synthetic", "hidden_sizes": [8], "train_size": 64, "epochs": 1}
+spec_bodies = st.one_of(
+    json_values,
+    st.dictionaries(st.sampled_from([*FIELDS, "wd", ""]), json_values, max_size=5),
+    st.builds(lambda field, value: VALID | {field: value}, st.sampled_from(FIELDS), json_values),
+)
+# Values a query or path might carry: plausible tokens, numbers of any size, and junk.
+TOKENS = ["1", "2", "0", "-1", "1,2", "2,1", "1,1", "all", "last2", "layers", "png", "json",
+          "loss", "accuracy", "0.001", "200", "50", "4000", "nan", "inf", "-inf", "1e400", "",
+          ",", "1,", "succeeded", "running", "true", "9223372036854775808"]  # fmt: skip
+query_values = st.one_of(
+    st.sampled_from(TOKENS),
+    numbers.map(str),
+    st.lists(st.integers(min_value=-5, max_value=60).map(str), max_size=60).map(",".join),
+    text,
+)
+QUERY_NAMES = ["tol", "runs", "scope", "format", "width", "height", "dpi", "limit", "offset",
+               "status", "metric", "epoch"]  # fmt: skip
+accept = st.sampled_from(
+    ["", "*/*", "image/png", "application/json", "image/*;q=0.5, application/json;q=nan",
+     "image/png;q=inf", "image/png;q=x, */*;q=-1", "text/html"]
+)  # fmt: skip
+
+
+class Summary:
+    """A pytest plugin: the cases tried and the 5xx seen, in the terminal summary (README)."""
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        terminalreporter.write_line(
+            f"fuzz: {sum(CASES.values())} cases, server errors: {len(SERVER_ERRORS)}"
+        )
+        for group in sorted({group for group, _ in CASES}):
+            statuses = {s: n for (g, s), n in sorted(CASES.items()) if g == group}
+            total = sum(statuses.values())
+            terminalreporter.write_line(f"  {group}: {total} cases, by status {statuses}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary(request: pytest.FixtureRequest) -> None:
+    plugins = request.config.pluginmanager
+    if not plugins.has_plugin("decaylab-fuzz"):
+        plugins.register(Summary(), "decaylab-fuzz")
+
+
+@pytest.fixture
+def lenient(settings: Settings) -> Iterator[TestClient]:
+    """Answers 500s instead of raising them, so that the fuzzer sees what a client would."""
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def seeded(play, tiny_spec) -> list[int]:
+    """A finished run with results, one still running, one queued."""
+    finished = play(tiny_spec(keep_snapshots=True), epochs=3).run_id
+    running = play(tiny_spec(), epochs=1, finish=None, seed=1).run_id
+    return [finished, running]
+
+
+def stored(db: Database) -> int:
+    with db.reader() as session:
+        return session.scalar(select(func.count()).select_from(Run)) or 0
+
+
+def check(group: str, response: Any) -> None:
+    """The contract every answer keeps, whatever was asked."""
+    CASES[group, response.status_code] += 1
+    label = f"{response.request.method} {response.request.url}"
+    if response.status_code >= 500:
+        SERVER_ERRORS.append(label)
+    assert response.status_code < 500, f"{label} -> {response.status_code}: {response.text}"
+    if response.status_code >= 400:
+        assert response.headers["content-type"] == "application/json", label
+        assert response.json()["detail"], label
+    elif response.headers.get("content-type") == "image/png":
+        assert response.content.startswith(b"\x89PNG\r\n\x1a\n"), label
+
+
+def post_is_all_or_nothing(client: TestClient, db: Database, body: bytes, ctype: str) -> None:
+    before = stored(db)
+    response = client.post("/runs", content=body, headers={"content-type": ctype})
+    check("POST /runs", response)
+    if response.status_code == 201:
+        assert stored(db) == before + 1
+        assert RunSpec.model_validate(response.json()["spec"])
+    else:
+        assert response.status_code in (400, 413, 422), response.text
+        assert stored(db) == before
+
+
+@FUZZ
+@given(body=spec_bodies)
+def test_fuzz_post_runs_with_json(lenient, db, body):
+    post_is_all_or_nothing(lenient, db, json.dumps(body).encode(), "application/json")
+
+
+@FUZZ
+@given(
+    body=st.one_of(
+        st.binary(max_size=200),
+        json_values.map(lambda v: json.dumps(v)[:-1].encode()),  # cut short
+        st.just(b"x" * 70_000),  # over the default 64 KiB body limit
+    ),
+    ctype=st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded",
+                           "multipart/form-data", "", "application/vnd.api+json"]),
+)  # fmt: skip
+def test_fuzz_post_runs_with_raw_bytes(lenient, db, body, ctype):
+    post_is_all_or_nothing(lenient, db, body, ctype)
+
+
+def operations(client: TestClient) -> list[tuple[str, str]]:
+    paths = client.get("/openapi.json").json()["paths"]
+    return [(method.upper(), path) for path, ops in paths.items() for method in ops]
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_every_read_endpoint(lenient, seeded, data):
+    reads = [op for op in operations(lenient) if op[0] == "GET"]
+    method, path = data.draw(st.sampled_from(reads))
+    for name in ("run_id", "epoch"):
+        if f"{{{name}}}" in path:
+            value = data.draw(st.one_of(st.sampled_from(["1", "2", "3", "0"]), query_values))
+            path = path.replace(f"{{{name}}}", quote(value, safe="") or "1")
+    params = data.draw(st.dictionaries(st.sampled_from(QUERY_NAMES), query_values, max_size=4))
+    headers = {"accept": data.draw(accept)}
+    check(f"{method} (all reads)", lenient.request(method, path, params=params, headers=headers))
+
+
+@FUZZ
+@given(
+    method=st.sampled_from(["POST", "DELETE"]),
+    run_id=st.one_of(st.sampled_from(["1", "2", "3"]), query_values),
+)
+def test_fuzz_cancel_and_delete(lenient, db, seeded, method, run_id):
+    path = f"/runs/{quote(run_id, safe='') or '1'}"
+    if method == "POST":
+        path += "/cancel"
+    check(f"{method} (cancel, delete)", lenient.request(method, path))
+
+
+def test_the_fuzzers_reached_every_operation(lenient):
+    """Each operation of the OpenAPI document is covered by one of the fuzz tests above."""
+    covered = {("GET", p) for m, p in operations(lenient) if m == "GET"}
+    covered |= {("POST", "/runs"), ("POST", "/runs/{run_id}/cancel"), ("DELETE", "/runs/{run_id}")}
+    assert set(operations(lenient)) <= covered
