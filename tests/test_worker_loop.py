@@ -71,6 +71,7 @@ def test_a_failing_run_ends_failed_and_the_worker_goes_on(db, settings, tiny_spe
     assert run_of(db, fine).status == "succeeded"
 
 
+@pytest.mark.backends("sqlite", "postgresql")
 def test_cancel_stops_a_running_run_between_batches(db, settings, tiny_spec):
     run_id = submit(db, tiny_spec(epochs=200))
 
@@ -105,6 +106,7 @@ def interrupt_after_two_epochs(db, settings, spec: dict) -> int:
     return run_id
 
 
+@pytest.mark.backends("sqlite", "postgresql")
 def test_shutdown_hands_the_run_back_and_another_worker_finishes_it_identically(
     db, settings, tiny_spec, undisturbed
 ):
@@ -130,6 +132,7 @@ def test_a_missing_checkpoint_restarts_from_epoch_zero_with_a_note(
     assert stored_results(db, run_id) == undisturbed
 
 
+@pytest.mark.backends("sqlite", "postgresql")
 def test_a_worker_whose_run_was_taken_over_stops_without_writing(db, settings, tiny_spec):
     run_id = submit(db, tiny_spec(epochs=200))
     taken_at: list[int] = []

@@ -89,7 +89,12 @@ class Worker:
 
     def run(self, *, once: bool = False, exit_when_idle: bool = False) -> None:
         """Claim and train runs until shut down (``once``: one run; or until none is waiting)."""
-        log.info("worker %s polling %s", self.name, self.db.engine.url)
+        log.info(
+            "worker %s polling %s; artifacts in %s",
+            self.name,
+            self.db.engine.url,
+            self.settings.artifact_root,
+        )
         while not self.shutdown.is_set():
             try:
                 with self.db.write() as session:
@@ -161,7 +166,10 @@ class Worker:
             engine = training(claim.epochs_done)
         except CheckpointMissing as exc:
             # E.g. a worker on another machine without the shared artifact directory.
-            note = f"restarted from epoch 0 (was at epoch {claim.epochs_done}): {exc}"
+            note = (
+                f"restarted from epoch 0 (was at epoch {claim.epochs_done}) by worker {self.name}:"
+                f" {exc} (workers on several machines need one shared DECAYLAB_ARTIFACT_DIR)"
+            )
             log.warning("run %d: %s", lease.run_id, note)
             with self.db.write() as session:
                 store.reset_progress(session, lease, note)
