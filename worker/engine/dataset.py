@@ -14,12 +14,12 @@ class Split:
         return self.labels.numel()
 
     def first(self, size: int | None, what: str) -> "Split":
-        """The first ``size`` samples (all when None)."""
+        """The first ``size`` samples (all when None), copied so the rest can be freed."""
         if size is None:
             return self
         if size > len(self):
             raise ValueError(f"{what} {size} exceeds the {len(self)} samples available")
-        return Split(self.images[:size], self.labels[:size])
+        return Split(self.images[:size].clone(), self.labels[:size].clone())
 
     def to(self, device: torch.device) -> "Split":
         return Split(self.images.to(device), self.labels.to(device))
