@@ -83,6 +83,12 @@ def test_postgres_variant_points_both_services_at_postgres():
     assert config["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] == "s3cret"
 
 
+def test_postgres_variant_lets_workers_on_other_machines_name_the_database_host():
+    config = resolved(GPU + POSTGRES, DECAYLAB_POSTGRES_HOST="db.lab")
+    url = "postgresql+psycopg://decaylab:decaylab@db.lab:5432/decaylab"
+    assert config["services"]["worker"]["environment"]["DECAYLAB_DATABASE_URL"] == url
+
+
 def test_token_is_passed_through_only_when_set():
     assert resolved(CPU)["services"]["api"]["environment"].get("DECAYLAB_API_TOKEN") is None
     config = resolved(CPU, DECAYLAB_API_TOKEN="t0ken")
