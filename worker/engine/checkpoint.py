@@ -16,6 +16,13 @@ from server.settings import snapshot_file
 KEEP = 2  # checkpoints kept: the worker resumes from k or k-1, whichever its database recorded
 
 
+class CheckpointWriteError(Exception):
+    """A run's file could not be written (disk full, no permission): the run cannot go on.
+
+    The worker fails the run with this message rather than retrying: the next attempt would
+    meet the same disk."""
+
+
 def checkpoint_path(run_dir: Path, epoch: int) -> Path:
     return run_dir / "checkpoints" / f"epoch_{epoch:04d}.pt"
 
@@ -36,9 +43,24 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         raise
 
 
+def _write_run_file(what: str, path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    try:
+        atomic_write(path, write)
+    except (OSError, RuntimeError) as exc:
+        # torch.save reports a failed write as a RuntimeError raised while handling the OSError.
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        reason = cause.strerror or cause
+        raise CheckpointWriteError(f"cannot write {what} to {path}: {reason}") from exc
+
+
 def save_checkpoint(run_dir: Path, epoch: int, state: Mapping[str, Any]) -> None:
     """Write epoch's checkpoint, then drop all but the newest ``KEEP`` up to it."""
-    atomic_write(checkpoint_path(run_dir, epoch), lambda f: torch.save(dict(state), f))
+    path = checkpoint_path(run_dir, epoch)
+    _write_run_file(f"the checkpoint of epoch {epoch}", path, lambda f: torch.save(dict(state), f))
     for old in checkpoint_path(run_dir, epoch).parent.glob("epoch_*.pt"):
         with suppress(ValueError):
             if int(old.stem.removeprefix("epoch_")) <= epoch - KEEP:
@@ -58,4 +80,5 @@ def load_checkpoint(run_dir: Path, epoch: int) -> dict[str, Any]:
 def save_snapshot(run_dir: Path, epoch: int, state_dict: Mapping[str, torch.Tensor]) -> None:
     """The weights after ``epoch`` as an ``.npz`` keyed by ``state_dict`` name."""
     arrays = {name: t.detach().cpu().numpy() for name, t in state_dict.items()}
-    atomic_write(snapshot_file(run_dir, epoch), lambda f: np.savez(f, **arrays))
+    path = snapshot_file(run_dir, epoch)
+    _write_run_file(f"the weights of epoch {epoch}", path, lambda f: np.savez(f, **arrays))
