@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-# Execution option a write session's engine carries; the SQLite begin hook reads it.
+# Execution option a write session's engine carries; the begin hooks read it.
 _IMMEDIATE = "decaylab_begin_immediate"
 BUSY_TIMEOUT_SECONDS = 30.0
 # PostgreSQL ends a write transaction that waits this long for its client's next statement
@@ -35,7 +35,8 @@ _MIGRATION_LOCK_KEY = 0x0DECA1AB
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get WAL, a busy timeout and explicit BEGINs."""
+    """An engine for ``url``; SQLite files get WAL, a busy timeout and explicit BEGINs,
+    PostgreSQL write transactions a limit on stalling."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql":
         return _postgresql_engine(url)
@@ -66,6 +67,7 @@ def make_engine(url: str) -> Engine:
 
 
 def _postgresql_engine(url: str) -> Engine:
+    """An engine on which write transactions that stall are ended by the server."""
     engine = create_engine(url, pool_pre_ping=True)
 
     @event.listens_for(engine, "begin")
@@ -88,7 +90,7 @@ def lock_for_claim(candidates: Select[Any]) -> Select[Any]:
 
 
 class Database:
-    """One engine with two kinds of session: reads (deferred) and writes (immediate)."""
+    """One engine with two kinds of session: reads (one snapshot) and writes (immediate)."""
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
