@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--grace",
         type=float,
-        default=120.0,
-        help="seconds to wait for a clean stop (the worker finishes or checkpoints its epoch) "
+        default=60.0,
+        help="seconds to wait for a clean stop (the worker hands its run back at its next batch) "
         "before killing; a second Ctrl-C kills at once",
     )
     parser.add_argument(
