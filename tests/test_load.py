@@ -1,0 +1,27 @@
+"""Load, the short version: 20 clients for 10 s against real processes on SQLite, no errors.
+
+The long version (50 clients, a minute) is `python benchmarks/load_test.py`; its figures are in
+the README. No timing is asserted: latencies depend on the machine.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_twenty_clients_for_ten_seconds_meet_no_error(tmp_path):
+    out = tmp_path / "load.json"
+    script = ROOT / "benchmarks" / "load_test.py"
+    args = [sys.executable, str(script), "--clients", "20", "--seconds", "10", "--json", str(out)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    assert result["errors"] == 0 and result["database_locked"] == 0, result["error_examples"]
+    assert result["requests"] >= 20
+    # Every kind of request was made, writes (POST /runs) among them.
+    kinds = result["by_kind"]
+    assert {"POST /runs", "GET /runs/{id}", "constancy (training run)", "compare"} <= set(kinds)
+    assert all(row["requests"] > 0 and row["errors"] == 0 for row in kinds.values())
