@@ -38,7 +38,11 @@ def _say(message: str) -> None:
 
 def _request(url: str, body: dict[str, Any] | None = None) -> tuple[str, bytes]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    # An API started with DECAYLAB_API_TOKEN (ours inherits the environment) wants it back.
+    if token := os.environ.get("DECAYLAB_API_TOKEN", "").strip():
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.headers.get_content_type(), response.read()
@@ -72,7 +76,9 @@ def _wait_for_health(url: str, api: subprocess.Popen[bytes], timeout: float) -> 
 
 @contextmanager
 def _local_service(data_dir: Path) -> Iterator[str]:
-    """An API and one worker on data_dir; yields the API's URL and stops both afterwards."""
+    """An API and one worker on data_dir; yields the API's URL and stops both afterwards.
+
+    Their output (uvicorn logs every request) goes to files; shown when something fails."""
     port = _free_port()
     env = {
         **os.environ,
@@ -83,11 +89,23 @@ def _local_service(data_dir: Path) -> Iterator[str]:
     env.pop("DECAYLAB_DATABASE_URL", None)  # a fresh SQLite file under data_dir
     url = f"http://127.0.0.1:{port}"
     procs: list[subprocess.Popen[bytes]] = []
+    logs = [data_dir / "server.log", data_dir / "worker.log"]
+
+    def start(module: str, log: Path) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            command = [sys.executable, "-m", module]
+            return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+
     try:
-        procs.append(subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env))
+        procs.append(start("server", logs[0]))
         _wait_for_health(url, procs[0], timeout=60)
-        procs.append(subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env))
+        procs.append(start("worker", logs[1]))
         yield url
+    except BaseException:
+        for log in logs:
+            if log.exists():
+                _say(f"--- end of {log.name} ---\n{log.read_text(errors='replace')[-3000:]}")
+        raise
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -156,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running decaylab API (default: start one with a worker)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--train-size", type=int, default=10_000)
+    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--train-size", type=int, default=5_000)
     parser.add_argument("--test-size", type=int, default=2_000)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the runs")
     args = parser.parse_args(argv)
