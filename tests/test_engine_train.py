@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from server.schemas import RunSpec
 from server.settings import snapshot_file
@@ -142,3 +143,25 @@ def test_optimizers(tmp_path):
 def test_bad_start_epoch(tmp_path):
     with pytest.raises(ValueError, match="outside 0..3"):
         Training(tiny(), run_dir=tmp_path, data_dir=tmp_path, start_epoch=4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_no_host_sync_inside_a_cuda_epoch(tmp_path):
+    training = Training(tiny(epochs=1), run_dir=tmp_path, data_dir=tmp_path, device="cuda")
+    assert training.device.startswith("cuda:0 (")
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call raises
+    try:
+        stats, counts = training._device_epoch(lambda: False)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert stats.is_cuda and counts.is_cuda
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_runs_are_deterministic_and_resume_exactly(tmp_path):
+    spec = tiny()
+    run = [numbers(r) for r in Training(spec, run_dir=tmp_path, data_dir=tmp_path).epochs()]
+    again = Training(spec, run_dir=tmp_path / "b", data_dir=tmp_path).epochs()
+    assert [numbers(r) for r in again] == run
+    resumed = Training(spec, run_dir=tmp_path, data_dir=tmp_path, start_epoch=2).epochs()
+    assert [numbers(r) for r in resumed] == run[2:]

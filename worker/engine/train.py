@@ -148,11 +148,9 @@ class Training:
         while self._epoch < self.spec.epochs:
             started = time.perf_counter()
             epoch = self._epoch + 1
-            train = self._run_split(self._train, should_stop, training=True)
-            test = self._run_split(self._test, should_stop, training=False)
-            counts = self._meter.measure(self._measured)
-            # The epoch's one wait for the device: everything above was queued asynchronously.
-            stats = torch.cat([train, test, self._variances()]).tolist()
+            stats_on_device, counts = self._device_epoch(should_stop)
+            # The epoch's one wait for the device.
+            stats = stats_on_device.tolist()
             counts_list = counts.tolist()
             self._save(epoch)
             self._epoch = epoch
@@ -166,6 +164,14 @@ class Training:
                 counts=counts_list,
                 variances=stats[4:],
             )
+
+    def _device_epoch(self, should_stop: Callable[[], bool]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queue an epoch's work without waiting for the device: [train loss, train accuracy,
+        test loss, test accuracy, *variances] (float64) and the constancy counts."""
+        train = self._run_split(self._train, should_stop, training=True)
+        test = self._run_split(self._test, should_stop, training=False)
+        counts = self._meter.measure(self._measured)
+        return torch.cat([train, test, self._variances()]), counts
 
     def _run_split(
         self, split: Split, should_stop: Callable[[], bool], *, training: bool
