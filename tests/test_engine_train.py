@@ -99,6 +99,14 @@ def test_checkpoint_of_another_spec_is_not_used(reference):
     assert Training(renamed, run_dir=run_dir, data_dir=run_dir, start_epoch=3)
 
 
+def test_unreadable_checkpoint_is_not_used(tmp_path):
+    path = checkpoint_path(tmp_path, 1)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"cut short by a full disk")
+    with pytest.raises(CheckpointMissing, match="unreadable"):
+        Training(tiny(), run_dir=tmp_path, data_dir=tmp_path, start_epoch=1)
+
+
 def test_fresh_start_forgets_old_checkpoints(tmp_path):
     spec = tiny(epochs=1)
     stale = checkpoint_path(tmp_path, 7)

@@ -54,7 +54,7 @@ class EpochResult:
 
 def make_optimizer(spec: RunSpec, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
     """The spec's optimizer; weight_decay is the optimizer's own (coupled L2 for sgd and adam)."""
-    # fused: one kernel per step for all parameters; about 1.7x faster than the default on CPU.
+    # fused: one kernel updates all parameters (the default loops over them on CPU).
     if spec.optimizer == "sgd":
         return torch.optim.SGD(
             params,
@@ -102,6 +102,8 @@ class Training:
         self.run_dir = Path(run_dir)
         self._device = resolve_device(device)
         self.device = describe(self._device)
+        # Checked before the data loads: a worker falls back to epoch 0 when this fails.
+        checkpoint = self._load_checkpoint(start_epoch) if start_epoch else None
         data = load_dataset(
             spec.dataset,
             data_dir=Path(data_dir),
@@ -127,10 +129,13 @@ class Training:
             for i, name in enumerate(names)
         ]
         self._epoch = start_epoch
-        if start_epoch:
-            self.initial_variances: list[float] = self._resume(start_epoch)
+        if checkpoint is None:
+            self.initial_variances: list[float] = self._variances().tolist()
         else:
-            self.initial_variances = self._variances().tolist()
+            self._model.load_state_dict(checkpoint["model"])
+            self._optimizer.load_state_dict(checkpoint["optimizer"])
+            self._shuffle.set_state(checkpoint["shuffle_rng"])
+            self.initial_variances = list(checkpoint["initial_variances"])
         self._meter = ConstancyMeter(
             self._measured,
             spec.tolerances,
@@ -229,8 +234,8 @@ class Training:
         if self.spec.keep_snapshots:
             save_snapshot(self.run_dir, epoch, self._model.state_dict())
 
-    def _resume(self, epoch: int) -> list[float]:
-        """Restore the state saved after ``epoch``; returns the run's initial variances."""
+    def _load_checkpoint(self, epoch: int) -> dict[str, Any]:
+        """The state saved after ``epoch``, if it is this run's and usable on this device."""
         path = checkpoint_path(self.run_dir, epoch)
         try:
             state = load_checkpoint(self.run_dir, epoch)
@@ -245,7 +250,4 @@ class Training:
                 f"checkpoint {path} was written on {state.get('device_type')}; resuming on "
                 f"{self._device.type} would not reproduce the run"
             )
-        self._model.load_state_dict(state["model"])
-        self._optimizer.load_state_dict(state["optimizer"])
-        self._shuffle.set_state(state["shuffle_rng"])
-        return list(state["initial_variances"])
+        return state
