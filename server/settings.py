@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=30.0, gt=0)
     # How often an idle worker looks for queued runs (and a busy one for cancellation).
     poll_seconds: float = Field(default=1.0, gt=0)
+    # A run claimed this many times without finishing (its workers kept dying, e.g. out of
+    # memory) is failed instead of being handed to the next worker forever.
+    max_attempts: int = Field(default=10, ge=1)
     # Bearer token every endpoint but /health requires when set (server/middleware.py).
     api_token: str | None = None
     # Larger request bodies are refused with 413 while they stream in.

@@ -151,3 +151,24 @@ def test_a_worker_whose_run_was_taken_over_stops_without_writing(db, settings, t
     run = run_of(db, run_id)
     assert (run.status, run.worker, run.attempts) == ("running", "other:1", 2)
     assert run.epochs_done == taken_at[0]
+
+
+def test_a_run_whose_workers_keep_dying_is_failed_after_max_attempts(db, settings, tiny_spec):
+    run_id = submit(db, tiny_spec(epochs=2))
+    settings.max_attempts = 3
+    for attempt in range(1, 4):
+        # A worker claims the run and dies at once: its lease lapses.
+        with db.write() as session:
+            assert store.claim_run(session, f"dead:{attempt}", lease_seconds=0.001) is not None
+        time.sleep(0.01)
+    Worker(settings, db, name="host:1").run(exit_when_idle=True)
+    run = run_of(db, run_id)
+    assert (run.status, run.attempts, run.epochs_done) == ("failed", 4, 0)
+    assert "given up after 3 claims" in run.error and "DECAYLAB_MAX_ATTEMPTS" in run.error
+    # Below the cap the same history still trains to the end.
+    other = submit(db, tiny_spec(epochs=2))
+    with db.write() as session:
+        assert store.claim_run(session, "dead:9", lease_seconds=0.001) is not None
+    time.sleep(0.01)
+    Worker(settings, db, name="host:1").run(exit_when_idle=True)
+    assert run_of(db, other).status == "succeeded"

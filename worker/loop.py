@@ -122,6 +122,14 @@ class Worker:
         if claim.cancel_requested:  # cancelled while its previous worker was gone
             self._settle(lease, RunStatus.cancelled)
             return
+        if lease.attempt > self.settings.max_attempts:
+            error = (
+                f"given up after {lease.attempt - 1} claims that did not finish (workers died or"
+                f" were stopped at epoch {claim.epochs_done}); DECAYLAB_MAX_ATTEMPTS allows"
+                f" {self.settings.max_attempts}"
+            )
+            self._settle(lease, RunStatus.failed, error=error)
+            return
         stop = threading.Event()
         interval = min(self.settings.lease_seconds / 3, self.settings.poll_seconds)
         with Heartbeat(self.db, lease, self.settings.lease_seconds, interval, stop) as heartbeat:
