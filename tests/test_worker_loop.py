@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from conftest import stored_results
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 
 from server import store
 from server.models import Run, utcnow
@@ -172,3 +173,25 @@ def test_a_run_whose_workers_keep_dying_is_failed_after_max_attempts(db, setting
     time.sleep(0.01)
     Worker(settings, db, name="host:1").run(exit_when_idle=True)
     assert run_of(db, other).status == "succeeded"
+
+
+def test_a_database_outage_mid_run_hands_the_run_back_instead_of_failing_it(
+    db, settings, tiny_spec, undisturbed, monkeypatch
+):
+    run_id = submit(db, tiny_spec(epochs=6))
+    record_epoch = store.record_epoch
+
+    def outage_at_epoch_3(session, lease, result, lease_seconds):
+        if result.epoch == 3:
+            raise OperationalError("INSERT …", {}, Exception("server closed the connection"))
+        record_epoch(session, lease, result, lease_seconds)
+
+    monkeypatch.setattr(store, "record_epoch", outage_at_epoch_3)
+    Worker(settings, db, name="host:1").run(once=True)
+    released = run_of(db, run_id)
+    assert (released.status, released.epochs_done, released.error) == ("queued", 2, None)
+    monkeypatch.setattr(store, "record_epoch", record_epoch)
+    Worker(settings, db, name="host:2").run(exit_when_idle=True)
+    run = run_of(db, run_id)
+    assert (run.status, run.attempts) == ("succeeded", 2)
+    assert stored_results(db, run_id) == undisturbed

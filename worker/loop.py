@@ -12,7 +12,7 @@ import socket
 import threading
 from types import TracebackType
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from server import store
 from server.db import Database
@@ -149,6 +149,12 @@ class Worker:
                 return
             except store.LeaseLost:
                 log.warning("run %d: taken over by another worker; stopped", lease.run_id)
+                return
+            except OperationalError:
+                # The database went away or stalled mid-run: not the run's fault. Hand it back;
+                # if even that fails its lease lapses, and it resumes from its last stored epoch.
+                log.warning("run %d: database error; handing it back", lease.run_id, exc_info=True)
+                self._settle(lease, RunStatus.queued)
                 return
             except Exception as exc:
                 log.exception("run %d failed", lease.run_id)
