@@ -10,7 +10,13 @@ import torch
 from server.schemas import RunSpec
 from server.settings import snapshot_file
 from worker.engine.checkpoint import checkpoint_path
-from worker.engine.train import CheckpointMissing, EpochResult, Training, TrainingStopped
+from worker.engine.train import (
+    CheckpointMissing,
+    EpochResult,
+    Training,
+    TrainingDiverged,
+    TrainingStopped,
+)
 
 TINY = dict(
     dataset="synthetic", hidden_sizes=[32], train_size=1024, test_size=256, batch_size=32, epochs=3
@@ -146,6 +152,13 @@ def test_optimizers(tmp_path):
     assert first(optimizer="adam") == first(optimizer="adamw")
     assert first(optimizer="adam", weight_decay=0.1) != first(optimizer="adamw", weight_decay=0.1)
     assert first(optimizer="adam") != first(optimizer="sgd")
+
+
+def test_divergence_is_an_error_not_a_result(tmp_path):
+    # A learning rate this large overflows the logits within the first epoch.
+    with pytest.raises(TrainingDiverged, match=r"epoch 1: .*not all finite.*learning_rate"):
+        train(tiny(epochs=2, learning_rate=1e30, momentum=0), tmp_path)
+    assert not checkpoint_path(tmp_path, 1).exists()
 
 
 def test_bad_start_epoch(tmp_path):

@@ -1,5 +1,6 @@
 """The engine's entry point: a run spec in, one result per epoch out; resumable, cancellable."""
 
+import math
 import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +28,10 @@ from worker.engine.model import build_model
 
 class TrainingStopped(Exception):
     """should_stop() returned True at a batch boundary; the last epoch's checkpoint stays."""
+
+
+class TrainingDiverged(Exception):
+    """A loss or weight statistic stopped being finite: the run's numbers mean nothing from here."""
 
 
 class CheckpointMissing(Exception):
@@ -156,6 +161,11 @@ class Training:
             stats_on_device, counts = self._device_epoch(should_stop)
             # The epoch's one wait for the device.
             stats = stats_on_device.tolist()
+            if not all(math.isfinite(x) for x in stats):
+                raise TrainingDiverged(
+                    f"epoch {epoch}: train loss {stats[0]}, test loss {stats[2]}, weight variances"
+                    f" {stats[4:]} are not all finite; try a smaller learning_rate"
+                )
             counts_list = counts.tolist()
             self._save(epoch)
             self._epoch = epoch
