@@ -186,12 +186,16 @@ def main() -> None:
                 times[name].append(next(pipeline))
             laps = "  ".join(f"{name} {t[-1]:.2f}s" for name, t in times.items())
             print(f"epoch {epoch}: {laps}", flush=True)
-    # The first epoch pays one-off warm-ups in every pipeline; later ones are steadier.
-    ours_s, seed_s, floor_s = (statistics.median(t[1:] or t) for t in times.values())
-    print(f"epoch seconds  ours {ours_s:7.2f}   seed {seed_s:7.2f}   floor {floor_s:7.2f}")
-    print(f"ours / floor   {ours_s / floor_s:5.3f}   (target <= 1.10)")
-    print(f"seed / floor   {seed_s / floor_s:5.3f}")
-    print(f"seed / ours    {seed_s / ours_s:5.3f}")
+    # The first epoch pays one-off warm-ups in every pipeline; later ones are steadier. On a
+    # shared (virtual) machine the fastest epoch is the least disturbed one: report both.
+    for label, pick in (("median", statistics.median), ("fastest", min)):
+        ours_s, seed_s, floor_s = (pick(t[1:] or t) for t in times.values())
+        print(f"{label:8s} epoch  ours {ours_s:6.2f}s  seed {seed_s:6.2f}s  floor {floor_s:6.2f}s")
+        print(
+            f"{label:8s} ratios ours/floor {ours_s / floor_s:5.3f} (target <= 1.10)"
+            f"  seed/floor {seed_s / floor_s:5.3f}  seed/ours {seed_s / ours_s:5.3f}"
+        )
+    ours_s = statistics.median(times["ours"][1:] or times["ours"])
 
     mib = 1 << 20
     print(f"\nconstancy, 32 tolerances: {per_measure * 1e3:.1f} ms per epoch, ", end="")
