@@ -12,6 +12,8 @@ mid-transaction cannot keep its run locked; claims lock with ``FOR UPDATE SKIP L
 migrations serialise on an advisory lock.
 """
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,7 +54,7 @@ def make_engine(url: str) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(cursor)
         # Safe in WAL mode against process crashes; only a power loss can drop the last commit.
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
@@ -79,6 +81,25 @@ def _postgresql_engine(url: str) -> Engine:
             conn.exec_driver_sql(f"SET LOCAL idle_in_transaction_session_timeout = {timeout_ms}")
 
     return engine
+
+
+def _enable_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch the file to WAL (it stays so). The switch needs the file to itself, and SQLite
+    answers "locked" at once, without its busy handler, when several processes open a new file
+    together (the API and workers starting on a fresh volume): retry within the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            # An in-memory database answers "memory": it has no journal file to switch.
+            if cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0] in ("wal", "memory"):
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        else:
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError("could not switch the database to WAL mode")
+        time.sleep(0.05)
 
 
 def lock_for_claim(candidates: Select[Any]) -> Select[Any]:
