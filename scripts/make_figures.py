@@ -13,8 +13,6 @@ downloads their PNGs into docs/img/:
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from procs import Processes  # noqa: E402  (tests/procs.py starts and stops the processes)
+
 WEIGHT_DECAYS = (0.0, 0.001)
-FINISHED = ("succeeded", "failed", "cancelled")
 POLL_SECONDS = 1.0
 
 
@@ -55,65 +55,26 @@ def _json(url: str, body: dict[str, Any] | None = None) -> Any:
     return json.loads(_request(url, body)[1])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_health(url: str, api: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if api.poll() is not None:
-            raise SystemExit(f"the API exited with {api.returncode}")
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"the API did not answer on {url} within {timeout:.0f} s")
-
-
 @contextmanager
-def _local_service(data_dir: Path) -> Iterator[str]:
-    """An API and one worker on data_dir; yields the API's URL and stops both afterwards.
-
-    Their output (uvicorn logs every request) goes to files; shown when something fails."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DECAYLAB_DATA_DIR": str(data_dir),
-        "DECAYLAB_HOST": "127.0.0.1",
-        "DECAYLAB_PORT": str(port),
-    }
-    env.pop("DECAYLAB_DATABASE_URL", None)  # a fresh SQLite file under data_dir
-    url = f"http://127.0.0.1:{port}"
-    procs: list[subprocess.Popen[bytes]] = []
-    logs = [data_dir / "server.log", data_dir / "worker.log"]
-
-    def start(module: str, log: Path) -> subprocess.Popen[bytes]:
-        with log.open("wb") as out:
-            command = [sys.executable, "-m", module]
-            return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
-
+def _local_service(root: Path) -> Iterator[str]:
+    """An API and one worker on a fresh SQLite file under root; yields the API's URL and stops
+    both afterwards. Their logs are shown when something fails."""
+    # On whatever device this machine has (the test helper's default is the CPU).
+    procs = Processes(root, device=os.environ.get("DECAYLAB_DEVICE", "auto"), database_url="")
+    started = []
     try:
-        procs.append(start("server", logs[0]))
-        _wait_for_health(url, procs[0], timeout=60)
-        procs.append(start("worker", logs[1]))
-        yield url
+        started.append(procs.start_server())
+        started.append(procs.start_worker())
+        yield procs.url
     except BaseException:
-        for log in logs:
-            if log.exists():
-                _say(f"--- end of {log.name} ---\n{log.read_text(errors='replace')[-3000:]}")
+        _say(procs.logs())
         raise
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        # SIGTERM, worker first: it hands its run back; close() kills what did not stop.
+        for proc in reversed(started):
+            if proc.poll() is None:
+                procs.stop(proc)
+        procs.close()
 
 
 def _wait_for(url: str, run_ids: list[int], timeout: float) -> None:
