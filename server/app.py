@@ -11,14 +11,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from server import __doc__ as package_doc
-from server.analysis import NotComputed
 from server.db import Database
-from server.lifecycle import InvalidTransition
+from server.errors import DomainError
+from server.figures.render import Renderer
 from server.middleware import OPEN_PATHS, BearerAuth, BodyLimit
-from server.render import Renderer
 from server.routers import compare, health, runs
 from server.settings import Settings, get_settings
-from server.store import RunNotFound
 
 DESCRIPTION = """How does weight decay change the way each layer's weights move during training?
 
@@ -29,11 +27,9 @@ and compare runs with `GET /compare`.
 """
 
 
-def _error(status_code: int):
-    async def handler(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status_code)
-
-    return handler
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
 
 
 def _json_safe(value: Any) -> Any:
@@ -74,7 +70,7 @@ def _declare_bearer(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app on ``settings`` (default: the environment); brings the schema to head."""
     settings = settings or get_settings()
-    database = Database(settings.database_url_resolved)
+    database = Database(settings.database_url)
     database.upgrade()
     renderer = Renderer()
 
@@ -95,9 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.database = database
     app.state.renderer = renderer
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(RunNotFound, _error(404))
-    app.add_exception_handler(NotComputed, _error(404))
-    app.add_exception_handler(InvalidTransition, _error(409))
+    app.add_exception_handler(DomainError, _domain_error)
     for module in (runs, compare, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
