@@ -12,6 +12,7 @@ from server.routers.params import (
     RunIds,
     Scope,
     Tolerance,
+    csv_response,
     png_response,
 )
 from server.routers.runs import run_out
@@ -54,4 +55,6 @@ async def compare_runs(
     found, data = await run_in_threadpool(read)
     if fmt == "png":
         return png_response(await pngs.compare_png(renderer, found, data, options))
+    if fmt == "csv":
+        return csv_response(data)
     return data

@@ -1,12 +1,13 @@
-"""Query-parameter types shared by the routers, and JSON/PNG negotiation.
+"""Query-parameter types shared by the routers, and JSON/PNG/CSV negotiation.
 
 Bad values answer 422 naming the parameter."""
 
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Path, Query, Request, Response
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
+from server import tables
 from server.analysis import CompareScope
 from server.figures.options import FigureOptions
 
@@ -58,14 +59,16 @@ Scope = Annotated[
 # width/height/dpi of a PNG (ignored by JSON answers).
 Figure = Annotated[FigureOptions, Query()]
 
-# Content negotiation for the views that have a PNG twin. ``format`` wins over ``Accept``.
-ResponseFormat = Literal["json", "png"]
+# Content negotiation for the views that have PNG and CSV twins. ``format`` wins over ``Accept``.
+ResponseFormat = Literal["json", "png", "csv"]
 PNG = "image/png"
-# For the OpenAPI document: these routes answer image/png as well as JSON.
+CSV = "text/csv"
+# For the OpenAPI document: these routes answer image/png and text/csv as well as JSON.
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
-        "content": {PNG: {}},
-        "description": "JSON; a PNG with format=png, or Accept: image/png without format",
+        "content": {PNG: {}, CSV: {"schema": {"type": "string"}}},
+        "description": "JSON; a PNG with format=png or Accept: image/png, a tidy table (one row "
+        "per value) with format=csv or Accept: text/csv",
     }
 }
 
@@ -93,10 +96,14 @@ def response_format(
     response: Response,
     format: Annotated[
         ResponseFormat | None,
-        Query(description="json (default) or png; without it, Accept: image/png asks for PNG"),
+        Query(
+            description="json (default), png or csv; without it, Accept: image/png or text/csv "
+            "asks for those"
+        ),
     ] = None,
 ) -> ResponseFormat:
-    """``format``, else PNG when Accept ranks image/png (or image/*) above application/json.
+    """``format``, else PNG or CSV when Accept ranks image/png (or image/*) or text/csv above
+    application/json (PNG first on a tie between them).
 
     Ties and ``*/*`` (curl, browsers opening the URL) mean JSON, the views' first form."""
     response.headers["Vary"] = "Accept"
@@ -104,7 +111,11 @@ def response_format(
         return format
     quality = _accept_quality(request.headers.get("accept", ""))
     png = quality.get(PNG, quality.get("image/*", 0.0))
-    return "png" if png > quality.get("application/json", 0.0) else "json"
+    csv = quality.get(CSV, 0.0)
+    json = quality.get("application/json", 0.0)
+    if png > json and png >= csv:
+        return "png"
+    return "csv" if csv > json else "json"
 
 
 FormatDep = Annotated[ResponseFormat, Depends(response_format)]
@@ -112,3 +123,8 @@ FormatDep = Annotated[ResponseFormat, Depends(response_format)]
 
 def png_response(png: bytes) -> Response:
     return Response(png, media_type=PNG, headers={"Vary": "Accept"})
+
+
+def csv_response(view: BaseModel) -> Response:
+    """The view as a tidy CSV table (server/tables.py)."""
+    return Response(tables.csv_text(view), media_type=CSV, headers={"Vary": "Accept"})

@@ -21,6 +21,7 @@ from server.routers.params import (
     FormatDep,
     RunId,
     Tolerance,
+    csv_response,
     png_response,
 )
 from server.schemas import (
@@ -140,6 +141,8 @@ async def get_metrics(
     run, data = await read_run(session, run_id, analysis.metrics)
     if fmt == "png":
         return png_response(await pngs.metrics_png(renderer, run, data, metric, options))
+    if fmt == "csv":
+        return csv_response(data)
     return data
 
 
@@ -171,6 +174,8 @@ async def get_constancy(
     run, data = await read_run(session, run_id, view)
     if fmt == "png":
         return png_response(await pngs.constancy_png(renderer, run, data, scope, options))
+    if fmt == "csv":
+        return csv_response(data)
     return data
 
 
@@ -186,6 +191,8 @@ async def get_weight_stats(
     run, data = await read_run(session, run_id, analysis.weight_stats)
     if fmt == "png":
         return png_response(await pngs.weights_png(renderer, run, data, options))
+    if fmt == "csv":
+        return csv_response(data)
     return data
 
 
