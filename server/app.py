@@ -13,10 +13,12 @@ from fastapi.responses import JSONResponse
 from server import __doc__ as package_doc
 from server.analysis import NotComputed
 from server.db import Database
+from server.etag import ETagMiddleware
+from server.events import Broadcaster
 from server.lifecycle import InvalidTransition
 from server.middleware import OPEN_PATHS, BearerAuth, BodyLimit
 from server.render import Renderer
-from server.routers import compare, health, runs
+from server.routers import compare, events, health, runs
 from server.settings import Settings, get_settings
 from server.store import RunNotFound
 
@@ -77,10 +79,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     database = Database(settings.database_url_resolved)
     database.upgrade()
     renderer = Renderer()
+    # Event streams poll the runs' progress as often as workers look for work.
+    broadcaster = Broadcaster(database, interval=settings.poll_seconds)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        await broadcaster.close()
         renderer.close()
         database.dispose()
 
@@ -94,12 +99,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.renderer = renderer
+    app.state.events = broadcaster
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RunNotFound, _error(404))
     app.add_exception_handler(NotComputed, _error(404))
     app.add_exception_handler(InvalidTransition, _error(409))
-    for module in (runs, compare, health):
+    for module in (runs, events, compare, health):
         app.include_router(module.router)
+    app.add_middleware(ETagMiddleware)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     # Added last, so outermost: a request without the token is refused before anything else.
     if settings.api_token:
