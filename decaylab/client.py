@@ -13,6 +13,7 @@ It speaks HTTP only (no import of ``server`` or ``worker``), so it installs with
 import io
 import json
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from httpx_sse import connect_sse
 from tqdm.auto import tqdm
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+# The first wait before opening a dropped event stream again; doubled on each further try.
+RECONNECT_SECONDS = 0.5
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 # Column types of the CSV views. ``layer`` is a layer index or a mean ("all", "last2"), so it
@@ -255,7 +258,8 @@ class Client:
         """Block until every run has finished; returns them as they ended.
 
         ``progress`` shows one bar per run (epochs done of epochs), fed by the event stream. A
-        dropped stream is opened again (it restarts with the stored epochs)."""
+        dropped stream is opened again, ``retries`` times in a row at most (it restarts with
+        the stored epochs, so nothing is missed)."""
         ids = [_run_id(r) for r in ([runs] if isinstance(runs, RunLike) else runs)]
 
         def follow(position: int, run_id: int) -> Run:
@@ -268,15 +272,25 @@ class Client:
                 dynamic_ncols=True,
             )
             with bar:
-                for attempt in range(self.retries + 1):
+                failures = 0
+                while True:
                     try:
                         for event in self.events(run_id):
                             _show(bar, event)
-                        break
+                            failures = 0
+                            if event.kind == "end":
+                                return self.get(run_id)
+                    except ApiError:
+                        raise  # the run is gone, or the token is wrong: waiting cannot help
                     except DecaylabError:
-                        if attempt == self.retries:
+                        if failures == self.retries:
                             raise
-            return self.get(run_id)
+                    else:
+                        # The stream ended before the run did: the API is shutting down.
+                        if failures == self.retries:
+                            raise DecaylabError(f"the event stream of run {run_id} kept ending")
+                    failures += 1
+                    time.sleep(RECONNECT_SECONDS * 2**failures)
 
         if len(ids) == 1:
             return [follow(0, ids[0])]
