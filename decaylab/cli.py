@@ -170,9 +170,16 @@ def grid(base: dict[str, Any], flags: dict[str, Any]) -> list[dict[str, Any]]:
         spec = base | dict(zip(varied, values, strict=True))
         several = [name for name in repeated if len(varied[name]) > 1]
         if several and "name" not in spec:
-            spec["name"] = " ".join(f"{name}={spec[name]}" for name in several)
+            spec["name"] = " ".join(f"{name}={_text(spec[name])}" for name in several)
         specs.append(spec)
     return specs
+
+
+def _text(value: Any) -> str:
+    """A flag's value as it would be typed: 0 rather than 0.0, lists comma-separated."""
+    if isinstance(value, list):
+        return ",".join(map(_text, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def read_spec_file(path: Path | None) -> list[dict[str, Any]]:
