@@ -13,9 +13,11 @@ from fastapi.responses import JSONResponse
 from server import __doc__ as package_doc
 from server.db import Database
 from server.errors import DomainError
+from server.etag import ETagMiddleware
+from server.events import Broadcaster
 from server.figures.render import Renderer
 from server.middleware import OPEN_PATHS, BearerAuth, BodyLimit
-from server.routers import compare, health, runs
+from server.routers import compare, events, health, runs
 from server.settings import Settings, get_settings
 
 DESCRIPTION = """How does weight decay change the way each layer's weights move during training?
@@ -73,10 +75,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     database = Database(settings.database_url)
     database.upgrade()
     renderer = Renderer()
+    # Event streams poll the runs' progress as often as workers look for work.
+    broadcaster = Broadcaster(database, interval=settings.poll_seconds)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        await broadcaster.close()
         renderer.close()
         database.dispose()
 
@@ -90,10 +95,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.renderer = renderer
+    app.state.events = broadcaster
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DomainError, _domain_error)
-    for module in (runs, compare, health):
+    for module in (runs, events, compare, health):
         app.include_router(module.router)
+    app.add_middleware(ETagMiddleware)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     # Added last, so outermost: a request without the token is refused before anything else.
     if settings.api_token:

@@ -1,8 +1,9 @@
-"""Content negotiation for the views that have a figure: JSON, or the same data as a PNG.
+"""Content negotiation for the analysis views: JSON, the same data as a PNG, or as a CSV table.
 
 A route reads its data and returns ``answer(data, draw, *args)``: the data itself (FastAPI
-serialises it as JSON) or, when the request asks for a PNG, the figure ``draw`` makes of it,
-through the render cache. ``format`` wins over ``Accept``."""
+serialises it as JSON), the figure ``draw`` makes of it through the render cache when the
+request asks for a PNG, or its tidy table (server/tables.py) when it asks for CSV. ``format``
+wins over ``Accept``."""
 
 from collections.abc import Hashable
 from typing import Annotated, Any, Literal, TypeVar
@@ -10,16 +11,19 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import Depends, Query, Request, Response
 from pydantic import BaseModel
 
+from server import tables
 from server.figures.draw import FigureOptions
 from server.figures.render import Draw, RendererDep
 
-ResponseFormat = Literal["json", "png"]
+ResponseFormat = Literal["json", "png", "csv"]
 PNG = "image/png"
-# For the OpenAPI document: these routes answer image/png as well as JSON.
+CSV = "text/csv"
+# For the OpenAPI document: these routes answer image/png and text/csv as well as JSON.
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
-        "content": {PNG: {}},
-        "description": "JSON; a PNG with format=png, or Accept: image/png without format",
+        "content": {PNG: {}, CSV: {"schema": {"type": "string"}}},
+        "description": "JSON; a PNG with format=png or Accept: image/png, a tidy table (one row "
+        "per value) with format=csv or Accept: text/csv",
     }
 }
 
@@ -49,10 +53,14 @@ def response_format(
     response: Response,
     format: Annotated[
         ResponseFormat | None,
-        Query(description="json (default) or png; without it, Accept: image/png asks for PNG"),
+        Query(
+            description="json (default), png or csv; without it, Accept: image/png or text/csv "
+            "asks for those"
+        ),
     ] = None,
 ) -> ResponseFormat:
-    """``format``, else PNG when Accept ranks image/png (or image/*) above application/json.
+    """``format``, else PNG or CSV when Accept ranks image/png (or image/*) or text/csv above
+    application/json (PNG first on a tie between them).
 
     Ties and ``*/*`` (curl, browsers opening the URL) mean JSON, the views' first form."""
     response.headers["Vary"] = "Accept"
@@ -60,7 +68,11 @@ def response_format(
         return format
     quality = _accept_quality(request.headers.get("accept", ""))
     png = quality.get(PNG, quality.get("image/*", 0.0))
-    return "png" if png > quality.get("application/json", 0.0) else "json"
+    csv = quality.get(CSV, 0.0)
+    json = quality.get("application/json", 0.0)
+    if png > json and png >= csv:
+        return "png"
+    return "csv" if csv > json else "json"
 
 
 FormatDep = Annotated[ResponseFormat, Depends(response_format)]
@@ -79,6 +91,8 @@ class Answer:
     def __call__(self, data: T, draw: Draw, *args: Hashable) -> T | Response:
         if self.format == "json":
             return data
+        if self.format == "csv":
+            return Response(tables.csv_text(data), media_type=CSV, headers={"Vary": "Accept"})
         png = self.renderer.render(draw, data, self.options, *args)
         return Response(png, media_type=PNG, headers={"Vary": "Accept"})
 
