@@ -27,7 +27,7 @@ from sqlalchemy import insert
 
 from server.app import create_app
 from server.db import Database
-from server.models import ConstancyCount, EpochMetrics, LayerEpochStats, Run, RunLayer
+from server.models import EpochCounts, EpochMetrics, LayerEpochStats, Run, RunLayer
 from server.settings import Settings
 
 EPOCHS = 50
@@ -77,20 +77,11 @@ def store_runs(db: Database, count: int, tolerances: list[float], rng: random.Ra
                         "epoch_seconds": 1.0,
                     }
                 )
-                for j, (_, size) in enumerate(LAYERS):
-                    for t, count in enumerate(sorted(rng.randint(0, size) for _ in tolerances)):
-                        counts.append(
-                            {
-                                "run_id": run.id,
-                                "epoch": epoch,
-                                "layer_index": j,
-                                "tolerance_index": t,
-                                "count": count,
-                            }
-                        )
+                per_layer = [sorted(rng.randint(0, size) for _ in tolerances) for _, size in LAYERS]
+                counts.append({"run_id": run.id, "epoch": epoch, "counts": per_layer})
             session.execute(insert(EpochMetrics), metrics)
             session.execute(insert(LayerEpochStats), stats)
-            session.execute(insert(ConstancyCount), counts)
+            session.execute(insert(EpochCounts), counts)
     return ids
 
 

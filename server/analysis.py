@@ -11,12 +11,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server import scope as scopes
 from server.errors import NotComputed
-from server.models import ConstancyCount, EpochMetrics, LayerEpochStats, Run, RunLayer
+from server.models import EpochCounts, EpochMetrics, LayerEpochStats, Run, RunLayer
 from server.schemas import (
     CompareAllOut,
     CompareOut,
@@ -109,71 +110,73 @@ def _tolerance_index(run: _Run, tol: float) -> int:
     )
 
 
-def _constancy(
-    session: Session, runs: Sequence[_Run], tolerances: Sequence[Sequence[int]]
-) -> list[list[ConstancyOut]]:
-    """ConstancyOut of each run at each of its tolerance indexes, counts read in one query."""
-    wanted = {(run.row.id, t) for run, ts in zip(runs, tolerances, strict=True) for t in ts}
-    # counts[(run, tolerance index)][layer index] = [count per epoch], epochs ascending
-    counts: dict[tuple[int, int], dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
-    epochs: dict[tuple[int, int], list[int]] = defaultdict(list)
-    rows = session.execute(
-        select(
-            ConstancyCount.run_id,
-            ConstancyCount.tolerance_index,
-            ConstancyCount.epoch,
-            ConstancyCount.layer_index,
-            ConstancyCount.count,
-        )
-        .where(
-            ConstancyCount.run_id.in_({run_id for run_id, _ in wanted}),
-            ConstancyCount.tolerance_index.in_({t for _, t in wanted}),
-        )
-        # The primary key's order: epochs, then layers, ascending within each run.
-        .order_by(
-            ConstancyCount.run_id,
-            ConstancyCount.epoch,
-            ConstancyCount.layer_index,
-            ConstancyCount.tolerance_index,
-        )
-    )
-    for run_id, t, epoch, layer, count in rows:
-        key = (run_id, t)
-        if key not in wanted:
-            continue
-        seen = epochs[key]
-        if not seen or seen[-1] != epoch:
-            seen.append(epoch)
-        counts[key][layer].append(count)
-    views = []
-    for run, ts in zip(runs, tolerances, strict=True):
-        weights = scopes.weight_layers([la.name for la in run.layers])
-        per_run = []
-        for t in ts:
-            key = (run.row.id, t)
-            layers = [
-                LayerConstancy(
-                    index=la.index,
-                    name=la.name,
-                    parameters=la.parameters,
-                    percent=[100.0 * c / la.parameters for c in counts[key][la.index]],
-                )
-                for la in run.layers
-            ]
-            percents = [layers[i].percent for i in weights]
-            per_run.append(
-                ConstancyOut(
-                    run_id=run.row.id,
-                    tolerance=run.spec.tolerances[t],
-                    basis=run.spec.basis,
-                    epochs=epochs[key],
-                    layers=layers,
-                    mean=scopes.mean(percents),
-                    last_two_mean=scopes.mean(percents[-2:]),
-                )
+def _counts(session: Session, runs: Sequence[_Run]) -> dict[int, tuple[list[int], np.ndarray]]:
+    """Each run's stored epochs and its counts as an int64 array epochs × layers × tolerances,
+    all runs in one query."""
+    rows: dict[int, tuple[list[int], list[np.ndarray]]] = defaultdict(lambda: ([], []))
+    for run_id, epoch, counts in session.execute(
+        select(EpochCounts.run_id, EpochCounts.epoch, EpochCounts.counts)
+        .where(EpochCounts.run_id.in_([run.row.id for run in runs]))
+        .order_by(EpochCounts.run_id, EpochCounts.epoch)
+    ):
+        epochs, per_epoch = rows[run_id]
+        epochs.append(epoch)
+        per_epoch.append(counts)
+    arrays = {}
+    for run in runs:
+        epochs, per_epoch = rows[run.row.id]
+        shape = (len(epochs), len(run.layers), len(run.spec.tolerances))
+        flat = np.concatenate(per_epoch) if per_epoch else np.zeros(0, dtype=np.int64)
+        arrays[run.row.id] = (epochs, flat.reshape(shape))
+    return arrays
+
+
+@dataclass(frozen=True)
+class _Percent:
+    """One run's percentages at one tolerance: per layer (epochs × layers) and the means."""
+
+    epochs: list[int]
+    layers: np.ndarray
+    mean: np.ndarray
+    last_two_mean: np.ndarray
+
+
+def _percent(run: _Run, epochs: list[int], counts: np.ndarray, t: int) -> _Percent:
+    """``100 * count / parameters`` of each layer at tolerance index ``t``, and the unweighted
+    means over the weight matrices (summed layer by layer: the same floats as Python's sum)."""
+    parameters = np.array([la.parameters for la in run.layers], dtype=np.int64)
+    layers = 100.0 * counts[:, :, t] / parameters
+    weights = scopes.weight_layers([la.name for la in run.layers])
+
+    def mean(of: list[int]) -> np.ndarray:
+        if not of:
+            return np.zeros(len(epochs))
+        total = layers[:, of[0]].copy()
+        for i in of[1:]:
+            total += layers[:, i]
+        return total / len(of)
+
+    return _Percent(epochs, layers, mean(weights), mean(weights[-2:]))
+
+
+def _constancy_out(run: _Run, percent: _Percent, t: int) -> ConstancyOut:
+    return ConstancyOut(
+        run_id=run.row.id,
+        tolerance=run.spec.tolerances[t],
+        basis=run.spec.basis,
+        epochs=percent.epochs,
+        layers=[
+            LayerConstancy(
+                index=la.index,
+                name=la.name,
+                parameters=la.parameters,
+                percent=percent.layers[:, i].tolist(),
             )
-        views.append(per_run)
-    return views
+            for i, la in enumerate(run.layers)
+        ],
+        mean=percent.mean.tolist(),
+        last_two_mean=percent.last_two_mean.tolist(),
+    )
 
 
 def constancy(session: Session, run: Run, tol: float) -> ConstancyOut:
@@ -182,57 +185,66 @@ def constancy(session: Session, run: Run, tol: float) -> ConstancyOut:
     ``layers`` lists every measured tensor (bias vectors too, with ``include_biases``); the
     means are over the layers' weight matrices only, as in the seed."""
     (measured,) = _with_layers(session, [run])
-    return _constancy(session, [measured], [[_tolerance_index(measured, tol)]])[0][0]
+    t = _tolerance_index(measured, tol)
+    epochs, counts = _counts(session, [measured])[run.id]
+    return _constancy_out(measured, _percent(measured, epochs, counts, t), t)
 
 
 def constancy_all(session: Session, run: Run) -> ConstancyAllOut:
     (measured,) = _with_layers(session, [run])
-    indexes = list(range(len(measured.spec.tolerances)))
+    epochs, counts = _counts(session, [measured])[run.id]
     return ConstancyAllOut(
         run_id=run.id,
         basis=measured.spec.basis,
         tolerances=measured.spec.tolerances,
-        results=_constancy(session, [measured], [indexes])[0],
+        results=[
+            _constancy_out(measured, _percent(measured, epochs, counts, t), t)
+            for t in range(len(measured.spec.tolerances))
+        ],
     )
 
 
-def _scoped(view: ConstancyOut, scope: Scope) -> list[float]:
+def _scoped(run: _Run, percent: _Percent, scope: Scope) -> list[float]:
     return scopes.select(
         scope,
-        {la.index: la.percent for la in view.layers},
-        {"all": view.mean, "last2": view.last_two_mean},
-        f"run {view.run_id}",
+        {la.index: percent.layers[:, i] for i, la in enumerate(run.layers)},
+        {"all": percent.mean, "last2": percent.last_two_mean},
+        f"run {run.row.id}",
     )
 
 
 def _compare(
-    runs: Sequence[_Run], views: list[list[ConstancyOut]], scope: Scope
+    session: Session, runs: Sequence[_Run], tolerances: Sequence[float], scope: Scope
 ) -> list[CompareOut]:
-    """views[run][k] of the k-th compared tolerance → one CompareOut per tolerance."""
-    return [
-        CompareOut(
-            tolerance=views[0][k].tolerance,
-            scope=str(scope),
-            runs=[
+    """One CompareOut per tolerance (each run has it): one series per run for the scope."""
+    counts = _counts(session, runs)
+    results = []
+    for tol in tolerances:
+        entries = []
+        for run in runs:
+            epochs, per_epoch = counts[run.row.id]
+            percent = _percent(run, epochs, per_epoch, _tolerance_index(run, tol))
+            entries.append(
                 CompareRun(
                     run_id=run.row.id,
                     name=run.row.name,
                     weight_decay=run.spec.weight_decay,
-                    epochs=per_run[k].epochs,
-                    percent=_scoped(per_run[k], scope),
+                    epochs=epochs,
+                    percent=_scoped(run, percent, scope),
                 )
-                for run, per_run in zip(runs, views, strict=True)
-            ],
-        )
-        for k in range(len(views[0]))
-    ]
+            )
+        results.append(CompareOut(tolerance=tol, scope=str(scope), runs=entries))
+    return results
 
 
 def compare(session: Session, runs: Sequence[Run], tol: float, scope: Scope) -> CompareOut:
     """The runs side by side at one tolerance: one series per run for the scope."""
     measured = _with_layers(session, runs)
-    indexes = [[_tolerance_index(run, tol)] for run in measured]
-    return _compare(measured, _constancy(session, measured, indexes), scope)[0]
+    # The first run's spelling of the tolerance, as every run's own is matched leniently.
+    tolerance = measured[0].spec.tolerances[_tolerance_index(measured[0], tol)]
+    for run in measured[1:]:
+        _tolerance_index(run, tol)
+    return _compare(session, measured, [tolerance], scope)[0]
 
 
 def compare_all(session: Session, runs: Sequence[Run], scope: Scope) -> CompareAllOut:
@@ -245,9 +257,8 @@ def compare_all(session: Session, runs: Sequence[Run], scope: Scope) -> CompareA
         listed = "; ".join(f"run {r.row.id}: {r.spec.tolerances}" for r in measured)
         raise NotComputed(f"the runs share no tolerance ({listed})")
     tolerances = sorted(shared)
-    indexes = [[run.spec.tolerances.index(t) for t in tolerances] for run in measured]
     return CompareAllOut(
         scope=str(scope),
         tolerances=tolerances,
-        results=_compare(measured, _constancy(session, measured, indexes), scope),
+        results=_compare(session, measured, tolerances, scope),
     )

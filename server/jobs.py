@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from server import lifecycle
 from server.db import lock_for_claim
 from server.models import (
-    ConstancyCount,
+    EpochCounts,
     EpochMetrics,
     LayerEpochStats,
     Run,
@@ -169,7 +169,7 @@ def start_training(
         values["note"] = note
     _update_held(session, lease, **values)
     # A claim that died before its first epoch, or a run restarting, may have stored rows.
-    for table in (ConstancyCount, LayerEpochStats, EpochMetrics, RunLayer):
+    for table in (EpochCounts, LayerEpochStats, EpochMetrics, RunLayer):
         session.execute(delete(table).where(table.run_id == lease.run_id))
     session.execute(
         insert(RunLayer),
@@ -203,18 +203,7 @@ def record_epoch(session: Session, lease: Lease, result: EpochRecord, lease_seco
     )
     _insert_variances(session, lease.run_id, result.epoch, result.variances)
     session.execute(
-        insert(ConstancyCount),
-        [
-            {
-                "run_id": lease.run_id,
-                "epoch": result.epoch,
-                "layer_index": layer,
-                "tolerance_index": tol,
-                "count": count,
-            }
-            for layer, per_tolerance in enumerate(result.counts)
-            for tol, count in enumerate(per_tolerance)
-        ],
+        insert(EpochCounts).values(run_id=lease.run_id, epoch=result.epoch, counts=result.counts)
     )
 
 

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -11,6 +12,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -106,15 +108,27 @@ class LayerEpochStats(Base):
     variance: Mapped[float] = mapped_column(Float)
 
 
-class ConstancyCount(Base):
-    """How many weights of a layer stayed constant from epoch-1 to epoch at a tolerance.
+class Int64Array(TypeDecorator[np.ndarray]):
+    """Integers as a blob of little-endian int64: exact, and read back without parsing."""
 
-    tolerance_index points into the run's spec["tolerances"] (ascending)."""
+    impl = LargeBinary
+    cache_ok = True
 
-    __tablename__ = "constancy_counts"
+    def process_bind_param(self, value: Any, dialect: Any) -> bytes | None:
+        return None if value is None else np.asarray(value, dtype="<i8").tobytes()
+
+    def process_result_value(self, value: bytes | None, dialect: Any) -> np.ndarray | None:
+        return None if value is None else np.frombuffer(value, dtype="<i8")
+
+
+class EpochCounts(Base):
+    """One epoch's exact constancy counts, ``counts[layer][tolerance]`` flattened: how many
+    weights of the layer (RunLayer.index) stayed constant from epoch-1 to epoch at the run's
+    tolerance of that index (spec["tolerances"], ascending). One row per epoch, as the worker
+    writes it: a view of many runs and tolerances reads rows in proportion to the epochs."""
+
+    __tablename__ = "epoch_counts"
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
-    layer_index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    tolerance_index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    count: Mapped[int] = mapped_column(Integer)
+    counts: Mapped[np.ndarray] = mapped_column(Int64Array)

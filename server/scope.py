@@ -12,6 +12,7 @@ per layer but never averaged in, as in the seed.
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import Field
 
 from server.errors import NotComputed
@@ -43,15 +44,19 @@ def weight_layers(names: Sequence[str]) -> list[int]:
 
 def select(
     scope: Scope | str,
-    layers: dict[int, Sequence[float]],
-    means: dict[str, Sequence[float]],
+    layers: dict[int, Sequence[float] | np.ndarray],
+    means: dict[str, Sequence[float] | np.ndarray],
     what: str,
 ) -> list[float]:
     """The series of ``scope`` (also as text: "2") from per-layer series (by index) and the
     means ("all", "last2"); NotComputed names the layers ``what`` has."""
     text = str(scope)
     if not text.isdigit():
-        return list(means[text])
+        return _floats(means[text])
     if int(text) not in layers:
         raise NotComputed(f"{what} has no layer {text}; it has {sorted(layers)}")
-    return list(layers[int(text)])
+    return _floats(layers[int(text)])
+
+
+def _floats(series: Sequence[float] | np.ndarray) -> list[float]:
+    return series.tolist() if isinstance(series, np.ndarray) else list(series)

@@ -4,17 +4,20 @@ import random
 import subprocess
 import sys
 import threading
+from datetime import datetime
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from conftest import random_epoch, run_of, submit, submit_many
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from server import crud, errors, jobs, lifecycle
-from server.db import Database
-from server.models import Base, ConstancyCount, EpochMetrics, LayerEpochStats, Run, RunLayer
+from server.db import Database, alembic_config
+from server.models import Base, EpochCounts, EpochMetrics, LayerEpochStats, Run, RunLayer
 from server.schemas import RunSpec, RunStatus
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
@@ -49,8 +52,49 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(db):
 
 def test_upgrade_is_idempotent(db):
     db.upgrade()
+    head = ScriptDirectory.from_config(alembic_config(str(db.engine.url))).get_current_head()
     with db.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head
+
+
+def test_counts_move_to_one_row_per_epoch_and_back(db_url):
+    """0002 regroups counts stored one per layer and tolerance; its downgrade restores them."""
+    config = alembic_config(db_url)
+    command.upgrade(config, "0001")
+    engine = create_engine(db_url)
+    old = [
+        (1, epoch, layer, t, 100 * epoch + 10 * layer + t)
+        for epoch in (1, 2)
+        for layer in (0, 1)
+        for t in (0, 1, 2)
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO runs (id, status, spec, epochs_done, created_at, attempts,"
+                " cancel_requested) VALUES (1, 'succeeded', '{}', 2, :now, 1, false)"
+            ),
+            {"now": datetime(2026, 11, 25)},
+        )
+        conn.execute(
+            text("INSERT INTO run_layers VALUES (1, :i, :name, 100)"),
+            [{"i": i, "name": f"layers.{i}.weight"} for i in (0, 1)],
+        )
+        conn.execute(
+            text("INSERT INTO constancy_counts VALUES (:r, :e, :l, :t, :c)"),
+            [{"r": r, "e": e, "l": la, "t": t, "c": c} for r, e, la, t, c in old],
+        )
+    command.upgrade(config, "0002")
+    with engine.connect() as conn:
+        rows = conn.execute(select(EpochCounts.epoch, EpochCounts.counts).order_by("epoch")).all()
+    assert [(e, c.reshape(2, 3).tolist()) for e, c in rows] == [
+        (e, [[100 * e + 10 * la + t for t in range(3)] for la in range(2)]) for e in (1, 2)
+    ]
+    command.downgrade(config, "0001")
+    with engine.connect() as conn:
+        back = conn.exec_driver_sql("SELECT * FROM constancy_counts ORDER BY 1, 2, 3, 4").all()
+    assert [tuple(r) for r in back] == old
+    engine.dispose()
 
 
 def test_status_column_refuses_unknown_values(db):
@@ -113,13 +157,12 @@ def test_epochs_are_written_in_order_with_counts_stats_and_progress(db, play):
         jobs.record_epoch(session, played.lease, skipped, 60)
     with db.reader() as session:
         run = crud.get_run(session, played.run_id)
-        counts = session.scalars(
-            select(ConstancyCount.count).order_by(*ConstancyCount.__table__.primary_key)
-        ).all()
+        counts = session.scalars(select(EpochCounts.counts).order_by(EpochCounts.epoch)).all()
         epochs = session.scalars(select(EpochMetrics.epoch)).all()
         stat_epochs = session.scalars(select(LayerEpochStats.epoch).distinct()).all()
     assert run.epochs_done == 2 and sorted(epochs) == [1, 2] and sorted(stat_epochs) == [0, 1, 2]
-    assert counts == [c for e in played.epochs for per_layer in e.counts for c in per_layer]
+    layers = len(played.tensors)
+    assert [c.reshape(layers, -1).tolist() for c in counts] == [e.counts for e in played.epochs]
 
 
 def test_release_puts_the_run_back_for_a_resume(db, play):
@@ -148,7 +191,7 @@ def test_a_start_at_epoch_0_forgets_stored_epochs_and_says_why(db, play):
         run = crud.get_run(session, played.run_id)
         left = [
             session.scalar(select(func.count()).select_from(t))
-            for t in (EpochMetrics, ConstancyCount, LayerEpochStats, RunLayer)
+            for t in (EpochMetrics, EpochCounts, LayerEpochStats, RunLayer)
         ]
         variances = session.scalars(select(LayerEpochStats.variance)).all()
     # Only epoch 0 is left: the layers and their initial variances as this start measured them.
@@ -196,7 +239,7 @@ def test_delete_cascades_and_refuses_a_running_run(db, play):
     with db.write() as session:
         crud.delete_run(session, running.run_id)
     with db.reader() as session:
-        for table in (Run, EpochMetrics, ConstancyCount, LayerEpochStats, RunLayer):
+        for table in (Run, EpochMetrics, EpochCounts, LayerEpochStats, RunLayer):
             assert session.scalar(select(func.count()).select_from(table)) == 0
 
 
@@ -245,7 +288,7 @@ def test_concurrent_claims_take_every_run_exactly_once(db):
 
 UPGRADE = """
 import sys
-from server.db import Database
+from server.db import Database, alembic_config
 database = Database(sys.argv[1])
 print("ready", flush=True)
 sys.stdin.readline()
@@ -274,10 +317,11 @@ def test_several_processes_upgrading_a_fresh_database_at_once(db_url):
         _, stderr = p.communicate(timeout=60)
         assert p.returncode == 0, stderr
     database = Database(db_url)
+    head = ScriptDirectory.from_config(alembic_config(db_url)).get_current_head()
     try:
         with database.engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
-                ("0001",)
+                (head,)
             ]
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
