@@ -11,10 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from server import __doc__ as package_doc
+from server import pages
 from server.analysis import NotComputed
 from server.db import Database
 from server.lifecycle import InvalidTransition
-from server.middleware import OPEN_PATHS, BearerAuth, BodyLimit
+from server.middleware import OPEN_PATHS, BearerAuth, BodyLimit, SameOriginWrites
 from server.render import Renderer
 from server.routers import compare, health, runs
 from server.settings import Settings, get_settings
@@ -100,9 +101,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(InvalidTransition, _error(409))
     for module in (runs, compare, health):
         app.include_router(module.router)
+    pages.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(SameOriginWrites)
     # Added last, so outermost: a request without the token is refused before anything else.
     if settings.api_token:
-        app.add_middleware(BearerAuth, token=settings.api_token)
+        app.add_middleware(
+            BearerAuth,
+            token=settings.api_token,
+            # The login page and its stylesheet; a browser without the cookie is sent there.
+            open_paths=OPEN_PATHS | {pages.LOGIN_PATH},
+            open_prefixes=(pages.STATIC_PATH + "/",),
+            login_path=pages.LOGIN_PATH,
+        )
         _declare_bearer(app)
     return app
