@@ -128,9 +128,11 @@ def test_list_run_page_and_comparison(processes, page):
     tab.get_by_role("link", name="Runs", exact=True).first.click()
     compare = tab.get_by_role("button", name="Compare ticked runs")
     assert compare.is_disabled()
+    # By keyboard: Space ticks a box, Enter presses the button.
     for run_id in ids:
-        tab.get_by_label(f"compare run {run_id}").check()
-    compare.click()
+        tab.get_by_label(f"compare run {run_id}").press("Space")
+    assert compare.is_enabled()
+    compare.press("Enter")
     tab.wait_for_url("**/ui/compare?*")
     title = tab.get_by_role("heading", level=1).inner_text()
     assert title == "Compare 2 runs"
@@ -151,6 +153,17 @@ def test_list_run_page_and_comparison(processes, page):
     tab.get_by_role("button", name="Show").click()
     tab.wait_for_url("**scope=1**")
     images_load(tab, 3)
+
+    # Deleting from the list asks first; saying no changes nothing.
+    tab.goto(f"{processes.url}/ui/runs")
+    delete = tab.get_by_role("button", name="Delete").first
+    tab.once("dialog", lambda dialog: dialog.dismiss())
+    delete.click()
+    assert tab.locator("table.runs tbody tr").count() == 2
+    tab.once("dialog", lambda dialog: dialog.accept())
+    delete.click()
+    tab.wait_for_function("document.querySelectorAll('table.runs tbody tr').length == 1")
+    assert processes.api("GET", f"/runs/{ids[1]}").status_code == 404
     watch.check()
 
 

@@ -69,8 +69,11 @@ def _value(value: Any) -> str:
 
 
 def _percent(value: float) -> str:
-    """Three decimals, or three significant digits below 0.1 % (weight decay's tiny shares)."""
-    return f"{value:.3f}" if value == 0 or abs(value) >= 0.1 else f"{value:.3g}"
+    """Three decimals, or three significant digits below 0.1 % (weight decay's tiny shares),
+    never in e-notation."""
+    if value == 0 or abs(value) >= 0.1:
+        return f"{value:.3f}"
+    return f"{value:.{2 - math.floor(math.log10(abs(value)))}f}"
 
 
 def _url(path: str, **params: Any) -> str:
