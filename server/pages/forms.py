@@ -105,7 +105,7 @@ def _field(name: str, schema: Mapping[str, Any]) -> SpecField:
             attrs["maxlength"] = str(typed["maxLength"])
             rule += f" of at most {typed['maxLength']} characters"
     if optional:
-        rule += "; empty: " + ("none" if default is None else "the default")
+        rule += ", or empty"
     elif kind != "checkbox":
         attrs["required"] = ""
     return SpecField(

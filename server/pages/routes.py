@@ -100,7 +100,8 @@ templates = _templates()
 
 def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     settings: Settings = request.app.state.settings
-    context |= {"token_required": settings.api_token is not None}
+    # The middleware let the request in: with a token set, a browser's cookie holds it.
+    context |= {"logged_in": settings.api_token is not None and TOKEN_COOKIE in request.cookies}
     return templates.TemplateResponse(request, template, context, status_code=status_code)
 
 
