@@ -20,7 +20,8 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# The runtime (API + engine); the dev install below includes it, so it marks both as done.
+# The runtime (client, API and engine); the dev install below includes it, so it marks both as
+# done.
 $(RUN_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(PY) -m pip install -q $(PIP_ARGS) -c constraints.txt -e '.[worker]'
 	touch $@
@@ -36,7 +37,7 @@ test: lint ## ruff, then the whole pytest suite
 	$(PY) -m pytest -q
 
 lint: $(DEV_STAMP) ## ruff check
-	$(PY) -m ruff check server worker tests benchmarks scripts
+	$(PY) -m ruff check decaylab server worker tests benchmarks scripts
 
 bench: $(DEV_STAMP) ## quick mode of every benchmarks/*.py (full runs: see README)
 	@set -e; for script in $(wildcard benchmarks/*.py); do \

@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from server.runfiles import RunFiles
 from server.schemas import RunSpec
 from worker.engine.constancy import ConstancyMeter
 from worker.engine.dataset import Dataset
@@ -123,7 +124,7 @@ def floor_epochs(train_size: int, test_size: int) -> Iterator[float]:
 
 
 def our_epochs(spec: RunSpec, run_dir: Path) -> Iterator[float]:
-    training = Training(spec, run_dir=run_dir, data_dir=run_dir, device="cpu")
+    training = Training.fresh(spec, RunFiles(run_dir), data_dir=run_dir)
     return (r.epoch_seconds for r in training.epochs())
 
 

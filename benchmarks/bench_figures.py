@@ -11,14 +11,20 @@ matplotlib's font loading: reported on its own line.
 """
 
 import argparse
-import asyncio
 import json
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-from server.figures.options import FigureOptions
-from server.figures.pngs import compare_png, constancy_png, metrics_png, weights_png
+from server.figures.draw import (
+    FigureOptions,
+    draw_compare,
+    draw_constancy,
+    draw_metrics,
+    draw_weight_stats,
+    label_of,
+)
+from server.figures.render import Renderer
 from server.figures.report import report_html
 from server.figures.samples import (
     sample_compare,
@@ -27,60 +33,56 @@ from server.figures.samples import (
     sample_run,
     sample_weights,
 )
-from server.render import Renderer
 
-Request = Callable[[Renderer], Awaitable[bytes | str]]
+Request = Callable[[Renderer], bytes | str]
 
 
 def requests(options: FigureOptions) -> dict[str, Request]:
     base = sample_run(1, "baseline", 0.0)
     decay = sample_run(2, "weight decay", 0.001)
+    label = label_of(base)
     constancy = sample_constancy(base.id)
     metrics = sample_metrics(base.id)
     weights = sample_weights(base.id)
     compare_all = sample_compare([base, decay], "all")
     compare_last2 = sample_compare([base, decay], "last2")
     return {
-        "constancy per layer, 2×2 tolerances": lambda r: constancy_png(
-            r, base, constancy, "layers", options
+        "constancy per layer, 2×2 tolerances": lambda r: r.render(
+            draw_constancy, constancy, options, "layers", label
         ),
-        "constancy per layer, one tolerance": lambda r: constancy_png(
-            r, base, constancy.results[0], "layers", options
+        "constancy per layer, one tolerance": lambda r: r.render(
+            draw_constancy, constancy.results[0], options, "layers", label
         ),
-        "constancy all-layer mean, 2×2": lambda r: constancy_png(
-            r, base, constancy, "all", options
+        "constancy all-layer mean, 2×2": lambda r: r.render(
+            draw_constancy, constancy, options, "all", label
         ),
-        "constancy last-two mean, 2×2": lambda r: constancy_png(
-            r, base, constancy, "last2", options
+        "constancy last-two mean, 2×2": lambda r: r.render(
+            draw_constancy, constancy, options, "last2", label
         ),
-        "compare 2 runs all layers, 2×2": lambda r: compare_png(
-            r, [base, decay], compare_all, options
-        ),
-        "compare 2 runs last two, 2×2": lambda r: compare_png(
-            r, [base, decay], compare_last2, options
-        ),
-        "metrics loss": lambda r: metrics_png(r, base, metrics, "loss", options),
-        "metrics accuracy": lambda r: metrics_png(r, base, metrics, "accuracy", options),
-        "weight variance": lambda r: weights_png(r, base, weights, options),
+        "compare 2 runs all layers, 2×2": lambda r: r.render(draw_compare, compare_all, options),
+        "compare 2 runs last two, 2×2": lambda r: r.render(draw_compare, compare_last2, options),
+        "metrics loss": lambda r: r.render(draw_metrics, metrics, options, "loss", label),
+        "metrics accuracy": lambda r: r.render(draw_metrics, metrics, options, "accuracy", label),
+        "weight variance": lambda r: r.render(draw_weight_stats, weights, options, label),
         "report page (6 figures)": lambda r: report_html(
             r, base, metrics, constancy, weights, options
         ),
     }
 
 
-async def timed(request: Request, renderer: Renderer) -> tuple[float, int]:
+def timed(request: Request, renderer: Renderer) -> tuple[float, int]:
     start = time.perf_counter()
-    result = await request(renderer)
+    result = request(renderer)
     return time.perf_counter() - start, len(result)
 
 
-async def measure(request: Request, cold: int, cached: int) -> dict[str, float]:
+def measure(request: Request, cold: int, cached: int) -> dict[str, float]:
     cold_seconds = []
     for _ in range(cold):
         renderer = Renderer()
-        seconds, size = await timed(request, renderer)
+        seconds, size = timed(request, renderer)
         cold_seconds.append(seconds)
-    cached_seconds = [(await timed(request, renderer))[0] for _ in range(cached)]
+    cached_seconds = [timed(request, renderer)[0] for _ in range(cached)]
     renderer.close()
     return {
         "cold_ms": 1000 * statistics.median(cold_seconds),
@@ -89,14 +91,14 @@ async def measure(request: Request, cold: int, cached: int) -> dict[str, float]:
     }
 
 
-async def main(cold: int, cached: int, options: FigureOptions) -> dict[str, dict[str, float]]:
+def main(cold: int, cached: int, options: FigureOptions) -> dict[str, dict[str, float]]:
     kinds = requests(options)
     first = Renderer()
-    warmup, _ = await timed(next(iter(kinds.values())), first)
+    warmup, _ = timed(next(iter(kinds.values())), first)
     first.close()
     results = {"first figure of the process": {"cold_ms": 1000 * warmup}}
     for name, request in kinds.items():
-        results[name] = await measure(request, cold, cached)
+        results[name] = measure(request, cold, cached)
     return results
 
 
@@ -107,7 +109,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     cold, cached = (1, 20) if args.quick else (5, 200)
     options = FigureOptions()
-    results = asyncio.run(main(cold, cached, options))
+    results = main(cold, cached, options)
     print(f"{options.width}×{options.height} px at {options.dpi} dpi; median of {cold} cold,")
     print(f"{cached} cached requests per kind\n")
     print(f"| {'figure':<38} | cold ms | cached µs | size KiB |")

@@ -38,8 +38,7 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from procs import Processes  # noqa: E402  (tests/procs.py starts and stops the processes)
+from server.processes import Processes
 
 TINY = {"dataset": "synthetic", "hidden_sizes": [16], "train_size": 256, "test_size": 128}
 # An epoch of this takes a fraction of a second on a CPU: the worker writes all along.

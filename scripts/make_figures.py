@@ -24,9 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from server.processes import Processes
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from procs import Processes  # noqa: E402  (tests/procs.py starts and stops the processes)
 
 WEIGHT_DECAYS = (0.0, 0.001)
 POLL_SECONDS = 1.0
@@ -61,20 +61,16 @@ def _local_service(root: Path) -> Iterator[str]:
     both afterwards. Their logs are shown when something fails."""
     # On whatever device this machine has (the test helper's default is the CPU).
     procs = Processes(root, device=os.environ.get("DECAYLAB_DEVICE", "auto"), database_url="")
-    started = []
     try:
-        started.append(procs.start_server())
-        started.append(procs.start_worker())
+        procs.start_server()
+        procs.start_worker()
         yield procs.url
     except BaseException:
         _say(procs.logs())
         raise
     finally:
-        # SIGTERM, worker first: it hands its run back; close() kills what did not stop.
-        for proc in reversed(started):
-            if proc.poll() is None:
-                procs.stop(proc)
-        procs.close()
+        # SIGTERM: the worker hands its run back; what does not stop in time is killed.
+        procs.stop_all(grace=60)
 
 
 def _wait_for(url: str, run_ids: list[int], timeout: float) -> None:

@@ -1,9 +1,9 @@
 """Screenshots of the browser UI for the README: docs/img/ui-runs.png, ui-run.png, ui-compare.png.
 
-Starts `python -m server` and `python -m worker` on a temporary data directory (the test helper
-tests/procs.Processes), trains the seed's pair of runs (weight decay 0 and 0.001) on small
-synthetic data, and photographs the runs list, the first run's page and their comparison in
-Chromium (Debian's `chromium`, driven by Playwright)."""
+Starts `python -m server` and `python -m worker` on a temporary data directory (with
+server/processes.Processes, as the tests and `make figures` do), trains the seed's pair of runs
+(weight decay 0 and 0.001) on small synthetic data, and photographs the runs list, the first
+run's page and their comparison in Chromium (Debian's `chromium`, driven by Playwright)."""
 
 import argparse
 import shutil
@@ -13,9 +13,9 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+from server.processes import Processes
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from procs import Processes  # noqa: E402  (tests/procs.py starts and stops the processes)
 
 WEIGHT_DECAYS = (0.0, 0.001)
 # Full-page shots: as tall as each page, at least this.

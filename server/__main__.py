@@ -5,10 +5,19 @@ import uvicorn
 from server.app import create_app
 from server.settings import get_settings
 
+SHUTDOWN_GRACE_SECONDS = 10
+
 
 def main() -> None:
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+    # An event stream (GET /runs/{id}/events) lasts until its run ends: without a limit,
+    # shutting down would wait for every one. After it, uvicorn closes them (clients reconnect).
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+    )
 
 
 if __name__ == "__main__":

@@ -1,18 +1,21 @@
-"""The analysis views: plain functions from stored rows to the API's response models.
+"""The analysis views: stored rows to the API's response models.
 
-JSON routes return these models as they are; figure routes draw them. Percentages are derived
-here from the exact stored counts: ``100 * count / parameters``.
+Percentages are derived here from the exact stored counts: ``100 * count / parameters``. Each
+view reads what it needs for all of its runs and tolerances in a fixed number of queries (one
+for the layers, one for the counts), and parses each run's spec once, so its cost grows with the
+numbers it returns rather than with the runs and tolerances it covers.
 """
 
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from dataclasses import dataclass
 
-from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from server import scope as scopes
+from server.errors import NotComputed
 from server.models import ConstancyCount, EpochMetrics, LayerEpochStats, Run, RunLayer
 from server.schemas import (
     CompareAllOut,
@@ -26,17 +29,35 @@ from server.schemas import (
     RunSpec,
     WeightStatsOut,
 )
-
-# "all" layers' mean, the "last2" layers' mean, or one layer by index.
-CompareScope = Literal["all", "last2"] | Annotated[int, Field(ge=0)]
+from server.scope import Scope
 
 
-class NotComputed(LookupError):
-    """The run has no such tolerance or layer (the API answers 404 with what it has)."""
+@dataclass(frozen=True)
+class _Layer:
+    index: int
+    name: str
+    parameters: int
 
 
-def _spec(run: Run) -> RunSpec:
-    return RunSpec.model_validate(run.spec)
+@dataclass(frozen=True)
+class _Run:
+    """A run with its spec parsed once and its measured layers."""
+
+    row: Run
+    spec: RunSpec
+    layers: list[_Layer]
+
+
+def _with_layers(session: Session, runs: Sequence[Run]) -> list[_Run]:
+    by_run: dict[int, list[_Layer]] = defaultdict(list)
+    rows = session.execute(
+        select(RunLayer.run_id, RunLayer.index, RunLayer.name, RunLayer.parameters)
+        .where(RunLayer.run_id.in_([r.id for r in runs]))
+        .order_by(RunLayer.run_id, RunLayer.index)
+    )
+    for run_id, index, name, parameters in rows:
+        by_run[run_id].append(_Layer(index, name, parameters))
+    return [_Run(r, RunSpec.model_validate(r.spec), by_run[r.id]) for r in runs]
 
 
 def metrics(session: Session, run: Run) -> MetricsOut:
@@ -54,13 +75,8 @@ def metrics(session: Session, run: Run) -> MetricsOut:
     )
 
 
-def _layers(session: Session, run_id: int) -> Sequence[RunLayer]:
-    return session.scalars(
-        select(RunLayer).where(RunLayer.run_id == run_id).order_by(RunLayer.index)
-    ).all()
-
-
 def weight_stats(session: Session, run: Run) -> WeightStatsOut:
+    (measured,) = _with_layers(session, [run])
     rows = session.execute(
         select(LayerEpochStats.epoch, LayerEpochStats.layer_index, LayerEpochStats.variance)
         .where(LayerEpochStats.run_id == run.id)
@@ -77,24 +93,87 @@ def weight_stats(session: Session, run: Run) -> WeightStatsOut:
             LayerWeightStats(
                 index=la.index, name=la.name, parameters=la.parameters, variance=variance[la.index]
             )
-            for la in _layers(session, run.id)
+            for la in measured.layers
         ],
     )
 
 
-def tolerance_index(run: Run, tol: float) -> int:
+def _tolerance_index(run: _Run, tol: float) -> int:
     """Where ``tol`` is in the run's tolerances; NotComputed lists them if it is not there."""
-    tolerances = _spec(run).tolerances
-    for i, t in enumerate(tolerances):
+    for i, t in enumerate(run.spec.tolerances):
         # Lenient only about float spelling (1e-3 vs 0.001): 0 matches nothing but 0.
         if math.isclose(t, tol, rel_tol=1e-9, abs_tol=0.0):
             return i
-    raise NotComputed(f"run {run.id} has no results for tol={tol:g}; it computed {tolerances}")
+    raise NotComputed(
+        f"run {run.row.id} has no results for tol={tol:g}; it computed {run.spec.tolerances}"
+    )
 
 
-def _mean(series: Sequence[list[float]]) -> list[float]:
-    """Unweighted mean per epoch (the seed's "average of all layers")."""
-    return [sum(values) / len(values) for values in zip(*series, strict=True)]
+def _constancy(
+    session: Session, runs: Sequence[_Run], tolerances: Sequence[Sequence[int]]
+) -> list[list[ConstancyOut]]:
+    """ConstancyOut of each run at each of its tolerance indexes, counts read in one query."""
+    wanted = {(run.row.id, t) for run, ts in zip(runs, tolerances, strict=True) for t in ts}
+    # counts[(run, tolerance index)][layer index] = [count per epoch], epochs ascending
+    counts: dict[tuple[int, int], dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    epochs: dict[tuple[int, int], list[int]] = defaultdict(list)
+    rows = session.execute(
+        select(
+            ConstancyCount.run_id,
+            ConstancyCount.tolerance_index,
+            ConstancyCount.epoch,
+            ConstancyCount.layer_index,
+            ConstancyCount.count,
+        )
+        .where(
+            ConstancyCount.run_id.in_({run_id for run_id, _ in wanted}),
+            ConstancyCount.tolerance_index.in_({t for _, t in wanted}),
+        )
+        # The primary key's order: epochs, then layers, ascending within each run.
+        .order_by(
+            ConstancyCount.run_id,
+            ConstancyCount.epoch,
+            ConstancyCount.layer_index,
+            ConstancyCount.tolerance_index,
+        )
+    )
+    for run_id, t, epoch, layer, count in rows:
+        key = (run_id, t)
+        if key not in wanted:
+            continue
+        seen = epochs[key]
+        if not seen or seen[-1] != epoch:
+            seen.append(epoch)
+        counts[key][layer].append(count)
+    views = []
+    for run, ts in zip(runs, tolerances, strict=True):
+        weights = scopes.weight_layers([la.name for la in run.layers])
+        per_run = []
+        for t in ts:
+            key = (run.row.id, t)
+            layers = [
+                LayerConstancy(
+                    index=la.index,
+                    name=la.name,
+                    parameters=la.parameters,
+                    percent=[100.0 * c / la.parameters for c in counts[key][la.index]],
+                )
+                for la in run.layers
+            ]
+            percents = [layers[i].percent for i in weights]
+            per_run.append(
+                ConstancyOut(
+                    run_id=run.row.id,
+                    tolerance=run.spec.tolerances[t],
+                    basis=run.spec.basis,
+                    epochs=epochs[key],
+                    layers=layers,
+                    mean=scopes.mean(percents),
+                    last_two_mean=scopes.mean(percents[-2:]),
+                )
+            )
+        views.append(per_run)
+    return views
 
 
 def constancy(session: Session, run: Run, tol: float) -> ConstancyOut:
@@ -102,92 +181,73 @@ def constancy(session: Session, run: Run, tol: float) -> ConstancyOut:
 
     ``layers`` lists every measured tensor (bias vectors too, with ``include_biases``); the
     means are over the layers' weight matrices only, as in the seed."""
-    spec = _spec(run)
-    t_index = tolerance_index(run, tol)
-    rows = session.execute(
-        select(ConstancyCount.epoch, ConstancyCount.layer_index, ConstancyCount.count)
-        .where(ConstancyCount.run_id == run.id, ConstancyCount.tolerance_index == t_index)
-        .order_by(ConstancyCount.epoch, ConstancyCount.layer_index)
-    ).all()
-    counts: dict[int, list[int]] = defaultdict(list)
-    for r in rows:
-        counts[r.layer_index].append(r.count)
-    layers = [
-        LayerConstancy(
-            index=la.index,
-            name=la.name,
-            parameters=la.parameters,
-            percent=[100.0 * c / la.parameters for c in counts[la.index]],
-        )
-        for la in _layers(session, run.id)
-    ]
-    percents = [la.percent for la in layers if not la.name.endswith(".bias")]
-    return ConstancyOut(
-        run_id=run.id,
-        tolerance=spec.tolerances[t_index],
-        basis=spec.basis,
-        epochs=sorted({r.epoch for r in rows}),
-        layers=layers,
-        mean=_mean(percents),
-        last_two_mean=_mean(percents[-2:]),
-    )
+    (measured,) = _with_layers(session, [run])
+    return _constancy(session, [measured], [[_tolerance_index(measured, tol)]])[0][0]
 
 
 def constancy_all(session: Session, run: Run) -> ConstancyAllOut:
-    spec = _spec(run)
+    (measured,) = _with_layers(session, [run])
+    indexes = list(range(len(measured.spec.tolerances)))
     return ConstancyAllOut(
         run_id=run.id,
-        basis=spec.basis,
-        tolerances=spec.tolerances,
-        results=[constancy(session, run, t) for t in spec.tolerances],
+        basis=measured.spec.basis,
+        tolerances=measured.spec.tolerances,
+        results=_constancy(session, [measured], [indexes])[0],
     )
 
 
-def _scoped(view: ConstancyOut, scope: CompareScope) -> list[float]:
-    if scope == "all":
-        return view.mean
-    if scope == "last2":
-        return view.last_two_mean
-    by_index = {la.index: la.percent for la in view.layers}
-    if scope not in by_index:
-        raise NotComputed(f"run {view.run_id} has no layer {scope}; it has {sorted(by_index)}")
-    return by_index[scope]
+def _scoped(view: ConstancyOut, scope: Scope) -> list[float]:
+    return scopes.select(
+        scope,
+        {la.index: la.percent for la in view.layers},
+        {"all": view.mean, "last2": view.last_two_mean},
+        f"run {view.run_id}",
+    )
 
 
-def compare(session: Session, runs: Sequence[Run], tol: float, scope: CompareScope) -> CompareOut:
+def _compare(
+    runs: Sequence[_Run], views: list[list[ConstancyOut]], scope: Scope
+) -> list[CompareOut]:
+    """views[run][k] of the k-th compared tolerance → one CompareOut per tolerance."""
+    return [
+        CompareOut(
+            tolerance=views[0][k].tolerance,
+            scope=str(scope),
+            runs=[
+                CompareRun(
+                    run_id=run.row.id,
+                    name=run.row.name,
+                    weight_decay=run.spec.weight_decay,
+                    epochs=per_run[k].epochs,
+                    percent=_scoped(per_run[k], scope),
+                )
+                for run, per_run in zip(runs, views, strict=True)
+            ],
+        )
+        for k in range(len(views[0]))
+    ]
+
+
+def compare(session: Session, runs: Sequence[Run], tol: float, scope: Scope) -> CompareOut:
     """The runs side by side at one tolerance: one series per run for the scope."""
-    views = [constancy(session, run, tol) for run in runs]
-    return CompareOut(
-        tolerance=views[0].tolerance,
-        scope=str(scope),
-        runs=[
-            CompareRun(
-                run_id=run.id,
-                name=run.name,
-                weight_decay=_spec(run).weight_decay,
-                epochs=view.epochs,
-                percent=_scoped(view, scope),
-            )
-            for run, view in zip(runs, views, strict=True)
-        ],
-    )
+    measured = _with_layers(session, runs)
+    indexes = [[_tolerance_index(run, tol)] for run in measured]
+    return _compare(measured, _constancy(session, measured, indexes), scope)[0]
 
 
-def shared_tolerances(runs: Sequence[Run]) -> list[float]:
-    """The tolerances every one of the runs computed, ascending."""
-    shared = set(_spec(runs[0]).tolerances)
-    for run in runs[1:]:
-        shared &= set(_spec(run).tolerances)
+def compare_all(session: Session, runs: Sequence[Run], scope: Scope) -> CompareAllOut:
+    """The runs side by side at every tolerance they all computed, ascending."""
+    measured = _with_layers(session, runs)
+    shared = set(measured[0].spec.tolerances)
+    for run in measured[1:]:
+        shared &= set(run.spec.tolerances)
     if not shared:
-        listed = "; ".join(f"run {r.id}: {_spec(r).tolerances}" for r in runs)
+        listed = "; ".join(f"run {r.row.id}: {r.spec.tolerances}" for r in measured)
         raise NotComputed(f"the runs share no tolerance ({listed})")
-    return sorted(shared)
-
-
-def compare_all(session: Session, runs: Sequence[Run], scope: CompareScope) -> CompareAllOut:
-    tolerances = shared_tolerances(runs)
+    tolerances = sorted(shared)
+    indexes = [[run.spec.tolerances.index(t) for t in tolerances] for run in measured]
     return CompareAllOut(
         scope=str(scope),
         tolerances=tolerances,
-        results=[compare(session, runs, t, scope) for t in tolerances],
+        results=_compare(measured, _constancy(session, measured, indexes), scope),
     )

@@ -12,14 +12,14 @@ from fastapi.responses import JSONResponse
 
 from server import __doc__ as package_doc
 from server import pages
-from server.analysis import NotComputed
 from server.db import Database
-from server.lifecycle import InvalidTransition
+from server.errors import DomainError
+from server.etag import ETagMiddleware
+from server.events import Broadcaster
+from server.figures.render import Renderer
 from server.middleware import OPEN_PATHS, BearerAuth, BodyLimit, SameOriginWrites
-from server.render import Renderer
-from server.routers import compare, health, runs
+from server.routers import compare, events, health, runs
 from server.settings import Settings, get_settings
-from server.store import RunNotFound
 
 DESCRIPTION = """How does weight decay change the way each layer's weights move during training?
 
@@ -30,11 +30,9 @@ and compare runs with `GET /compare`.
 """
 
 
-def _error(status_code: int):
-    async def handler(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status_code)
-
-    return handler
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
 
 
 def _json_safe(value: Any) -> Any:
@@ -75,13 +73,16 @@ def _declare_bearer(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app on ``settings`` (default: the environment); brings the schema to head."""
     settings = settings or get_settings()
-    database = Database(settings.database_url_resolved)
+    database = Database(settings.database_url)
     database.upgrade()
     renderer = Renderer()
+    # Event streams poll the runs' progress as often as workers look for work.
+    broadcaster = Broadcaster(database, interval=settings.poll_seconds)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        await broadcaster.close()
         renderer.close()
         database.dispose()
 
@@ -95,13 +96,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.renderer = renderer
+    app.state.events = broadcaster
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(RunNotFound, _error(404))
-    app.add_exception_handler(NotComputed, _error(404))
-    app.add_exception_handler(InvalidTransition, _error(409))
-    for module in (runs, compare, health):
+    app.add_exception_handler(DomainError, _domain_error)
+    for module in (runs, events, compare, health):
         app.include_router(module.router)
     pages.install(app)
+    app.add_middleware(ETagMiddleware)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(SameOriginWrites)
     # Added last, so outermost: a request without the token is refused before anything else.

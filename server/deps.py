@@ -13,7 +13,8 @@ from server.schemas import RunSpec
 from server.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+def app_settings(request: Request) -> Settings:
+    """The settings the app was made with (create_app), not the environment's."""
     return request.app.state.settings
 
 
@@ -33,7 +34,7 @@ def get_write_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
 def admitted_spec(spec: RunSpec, settings: SettingsDep) -> RunSpec:
@@ -44,7 +45,6 @@ def admitted_spec(spec: RunSpec, settings: SettingsDep) -> RunSpec:
     return spec
 
 
-DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[Session, Depends(get_session)]
 WriteSessionDep = Annotated[Session, Depends(get_write_session)]
 AdmittedSpec = Annotated[RunSpec, Depends(admitted_spec)]

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Update, update
 
+from server.errors import InvalidTransition
 from server.models import Run
 from server.schemas import RunStatus
 
@@ -27,10 +28,6 @@ ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
 }
 
 FINISHED = frozenset(s for s, targets in ALLOWED.items() if not targets)
-
-
-class InvalidTransition(Exception):
-    """A status change the machine does not allow (the API answers 409)."""
 
 
 def sources(target: RunStatus) -> frozenset[RunStatus]:

@@ -1,27 +1,29 @@
 """What a run spec will cost before it is stored: parameters, device memory and disk.
 
 The API refuses a spec beyond the configured limits with 422 (``violations``) instead of letting
-a worker run out of memory or fill its disk. The estimates are upper bounds in float32 terms;
-``server`` cannot import the engine, so the few engine facts they use are restated here and
-checked against the engine by tests/test_hardening.py.
+a worker run out of memory or fill its disk. The estimates are upper bounds in float32 terms,
+from the experiment's facts (server/experiment.py) and a run's file layout (server/runfiles.py),
+which the engine uses too.
 """
 
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+from server.experiment import (
+    DATASET_SIZES,
+    IN_FEATURES,
+    TEST_PASS_SAMPLES,
+    dataset_sizes,
+    layer_sizes,
+)
+from server.runfiles import RunFiles
 from server.schemas import RunSpec
 from server.settings import Settings
 
-IN_FEATURES = 3 * 32 * 32  # a flattened CIFAR image
-CLASSES = 10
 FLOAT_BYTES = 4
 # A sample on the device: uint8 pixels and an int64 label.
 SAMPLE_BYTES = IN_FEATURES + 8
-# (train, test) samples: what CIFAR-10 has, and what the synthetic set generates by default.
-DATASET_SIZES = {"cifar10": (50_000, 10_000), "synthetic": (50_000, 10_000)}
-# The worker keeps two checkpoints and writes the next one before it drops the oldest.
-CHECKPOINTS_ON_DISK = 3
 
 
 @dataclass(frozen=True)
@@ -43,13 +45,7 @@ class Estimate:
 
 def parameter_count(hidden_sizes: list[int]) -> int:
     """Weights and biases of the MLP 3072 -> hidden_sizes... -> 10."""
-    sizes = [IN_FEATURES, *hidden_sizes, CLASSES]
-    return sum(a * b + b for a, b in pairwise(sizes))
-
-
-def dataset_sizes(spec: RunSpec) -> tuple[int, int]:
-    train, test = DATASET_SIZES[spec.dataset]
-    return spec.train_size or train, spec.test_size or test
+    return sum(a * b + b for a, b in pairwise(layer_sizes(hidden_sizes)))
 
 
 def optimizer_slots(spec: RunSpec) -> int:
@@ -61,15 +57,15 @@ def optimizer_slots(spec: RunSpec) -> int:
 
 def estimate(spec: RunSpec) -> Estimate:
     params = parameter_count(spec.hidden_sizes)
-    weights = sum(a * b for a, b in pairwise([IN_FEATURES, *spec.hidden_sizes, CLASSES]))
+    weights = sum(a * b for a, b in pairwise(layer_sizes(spec.hidden_sizes)))
     measured = params if spec.include_biases else weights
     model = params * FLOAT_BYTES
-    train, test = dataset_sizes(spec)
+    train, test = dataset_sizes(spec.dataset, spec.train_size, spec.test_size)
     # Per sample of a batch: the float input, each hidden layer's output before and after ReLU
     # and the logits, and as much again for their gradients.
-    activations = IN_FEATURES + 2 * sum(spec.hidden_sizes) + CLASSES
+    activations = sum(layer_sizes(spec.hidden_sizes)) + sum(spec.hidden_sizes)
     checkpoint = model * (1 + optimizer_slots(spec))
-    disk = {"hidden_sizes": CHECKPOINTS_ON_DISK * checkpoint}
+    disk = {"hidden_sizes": RunFiles.CHECKPOINTS_ON_DISK * checkpoint}
     if spec.keep_snapshots:
         disk["keep_snapshots"] = (spec.epochs + 1) * model  # epochs 0..E
     return Estimate(
@@ -78,7 +74,9 @@ def estimate(spec: RunSpec) -> Estimate:
             # Weights, gradients, optimizer state and the constancy meter's copy.
             "hidden_sizes": model * (2 + optimizer_slots(spec)) + measured * FLOAT_BYTES,
             "train_size": train * SAMPLE_BYTES,
-            "test_size": test * SAMPLE_BYTES,
+            # The test split, each test sample's loss, and one test pass's activations.
+            "test_size": test * (SAMPLE_BYTES + FLOAT_BYTES)
+            + min(test, TEST_PASS_SAMPLES) * activations * FLOAT_BYTES,
             "batch_size": 2 * spec.batch_size * activations * FLOAT_BYTES,
         },
         disk=disk,

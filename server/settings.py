@@ -3,21 +3,25 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from server.runfiles import RunFiles
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DECAYLAB_", extra="ignore")
+    # env_ignore_empty: compose passes an unset variable through as empty, which means "unset"
+    # (no token, the default database), not "".
+    model_config = SettingsConfigDict(env_prefix="DECAYLAB_", extra="ignore", env_ignore_empty=True)
 
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("./data")
-    # Default: an SQLite file under data_dir (see database_url_resolved).
-    database_url: str | None = None
+    # Default: an SQLite file under data_dir (filled in when the settings are read).
+    database_url: str = Field(default=None, validate_default=True)
     # Checkpoints and snapshots. Must be shared by all workers and the API when they run on
     # several machines; defaults to data_dir/artifacts.
-    artifact_dir: Path | None = None
+    artifact_dir: Path = Field(default=None, validate_default=True)
     device: str = "auto"
     allow_download: bool = True
     lease_seconds: float = Field(default=30.0, gt=0)
@@ -36,35 +40,22 @@ class Settings(BaseSettings):
     max_memory_bytes: int = Field(default=8 * 2**30, ge=1)
     max_run_disk_bytes: int = Field(default=4 * 2**30, ge=1)
 
-    @field_validator("api_token")
+    @field_validator("database_url", mode="before")
     @classmethod
-    def _unset_when_empty(cls, value: str | None) -> str | None:
-        # Compose passes an unset variable through as empty: that means no token, not "".
-        return (value or "").strip() or None
+    def _sqlite_under_data_dir(cls, value: str | None, info: ValidationInfo) -> str:
+        return value or f"sqlite:///{Path(info.data['data_dir']).resolve() / 'decaylab.db'}"
 
-    @property
-    def database_url_resolved(self) -> str:
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{self.data_dir.resolve() / 'decaylab.db'}"
+    @field_validator("artifact_dir", mode="before")
+    @classmethod
+    def _artifacts_under_data_dir(cls, value: str | Path | None, info: ValidationInfo) -> Path:
+        return Path(value or Path(info.data["data_dir"]) / "artifacts").resolve()
 
-    @property
-    def artifact_root(self) -> Path:
-        return (self.artifact_dir or self.data_dir / "artifacts").resolve()
-
-    def run_dir(self, run_id: int) -> Path:
-        """Where a run's checkpoints and snapshots live; the API deletes it with the run."""
-        return self.artifact_root / "runs" / str(run_id)
-
-    def snapshot_path(self, run_id: int, epoch: int) -> Path:
-        return snapshot_file(self.run_dir(run_id), epoch)
-
-
-def snapshot_file(run_dir: Path, epoch: int) -> Path:
-    """A run's weights after ``epoch`` (0 = initial), written by the worker, served by the API."""
-    return run_dir / "snapshots" / f"epoch_{epoch:04d}.npz"
+    def run_files(self, run_id: int) -> RunFiles:
+        """The files of run ``run_id`` (the same place for the API and every worker)."""
+        return RunFiles(self.artifact_dir / "runs" / str(run_id))
 
 
 @lru_cache
 def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
     return Settings()

@@ -9,6 +9,7 @@ Those tests run against the PostgreSQL server at ``DECAYLAB_TEST_POSTGRES_URL`` 
 local one, user postgres, trust auth), each in a database of its own that is dropped afterwards.
 """
 
+import io
 import itertools
 import os
 import random
@@ -20,17 +21,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from procs import Processes
+from PIL import Image
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from server import analysis, store
+from server import analysis, crud, jobs
 from server.app import create_app
 from server.db import Database
+from server.figures.draw import FigureOptions
+from server.figures.render import Renderer
+from server.models import Run
+from server.processes import Processes
 from server.schemas import RunSpec, RunStatus
 from server.settings import Settings
 
@@ -129,7 +135,7 @@ def settings(tmp_path, db_url: str) -> Settings:
 
 @pytest.fixture
 def db(settings: Settings) -> Iterator[Database]:
-    database = Database(settings.database_url_resolved)
+    database = Database(settings.database_url)
     database.upgrade()
     yield database
     database.dispose()
@@ -159,37 +165,19 @@ def tiny_spec() -> SpecFactory:
 
 
 @dataclass(frozen=True)
-class Tensor:
-    index: int
-    name: str
-    parameters: int
-
-
-@dataclass(frozen=True)
-class Epoch:
-    """An epoch result as the engine reports it, with made-up numbers for store/API tests."""
-
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    test_loss: float
-    test_accuracy: float
-    epoch_seconds: float
-    counts: list[list[int]]
-    variances: list[float]
-
-
-@dataclass(frozen=True)
 class Played:
     run_id: int
-    lease: store.Lease
-    tensors: list[Tensor]
+    lease: jobs.Lease
+    tensors: list[jobs.TensorInfo]
     initial_variances: list[float]
-    epochs: list[Epoch]
+    epochs: list[jobs.EpochRecord]
 
 
-def random_epoch(rng: random.Random, epoch: int, tensors: list[Tensor], n_tol: int) -> Epoch:
-    return Epoch(
+def random_epoch(
+    rng: random.Random, epoch: int, tensors: list[jobs.TensorInfo], n_tol: int
+) -> jobs.EpochRecord:
+    """An epoch record with made-up numbers for store and API tests."""
+    return jobs.EpochRecord(
         epoch=epoch,
         train_loss=rng.uniform(0.1, 3),
         train_accuracy=rng.random(),
@@ -220,27 +208,85 @@ def play(db: Database) -> Callable[..., Played]:
         names = [f"layers.{i}.weight" for i in range(layers)]
         names += [f"layers.{i}.bias" for i in range(len(parameters) - layers)]
         tensors = [
-            Tensor(i, name, n) for i, (name, n) in enumerate(zip(names, parameters, strict=True))
+            jobs.TensorInfo(i, name, n)
+            for i, (name, n) in enumerate(zip(names, parameters, strict=True))
         ]
         with db.write() as session:
-            run_id = store.create_run(session, run_spec).id
+            run_id = crud.create_run(session, run_spec).id
         with db.write() as session:
-            claim = store.claim_run(session, "test:1", lease_seconds=60)
+            claim = jobs.claim_run(session, "test:1", lease_seconds=60)
         assert claim is not None and claim.lease.run_id == run_id
         initial = [rng.uniform(1e-4, 1e-2) for _ in tensors]
         with db.write() as session:
-            store.start_training(session, claim.lease, "cpu", tensors, initial)
+            jobs.start_training(
+                session,
+                claim.lease,
+                start_epoch=0,
+                device="cpu",
+                tensors=tensors,
+                initial_variances=initial,
+            )
         results = []
         for e in range(1, epochs + 1):
             results.append(random_epoch(rng, e, tensors, len(run_spec.tolerances)))
             with db.write() as session:
-                store.record_epoch(session, claim.lease, results[-1], lease_seconds=60)
+                jobs.record_epoch(session, claim.lease, results[-1], lease_seconds=60)
         if finish is not None:
             with db.write() as session:
-                store.finish_run(session, claim.lease, finish)
+                jobs.finish_run(session, claim.lease, finish)
         return Played(run_id, claim.lease, tensors, initial, results)
 
     return run
+
+
+def submit(db: Database, spec: dict[str, Any] | RunSpec) -> int:
+    """Store a queued run, as POST /runs does; returns its id."""
+    with db.write() as session:
+        return crud.create_run(session, RunSpec.model_validate(spec)).id
+
+
+def submit_many(db: Database, spec: dict[str, Any] | RunSpec, count: int) -> list[int]:
+    return [submit(db, spec) for _ in range(count)]
+
+
+def run_of(db: Database, run_id: int) -> Run:
+    with db.reader() as session:
+        return crud.get_run(session, run_id)
+
+
+@pytest.fixture
+def lenient(settings: Settings) -> Iterator[TestClient]:
+    """The app on the test's settings, answering 500s instead of raising them (what a client
+    would see)."""
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def renderer() -> Iterator[Renderer]:
+    r = Renderer()
+    yield r
+    r.close()
+
+
+def pixels(png: bytes, options: FigureOptions) -> np.ndarray:
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    image = Image.open(io.BytesIO(png))
+    assert image.size == (options.width, options.height)
+    return np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
+
+
+def assert_drawn(png: bytes, options: FigureOptions, ink: float = 0.02) -> np.ndarray:
+    """Not blank: many colours, and a share ``ink`` of pixels off the white background."""
+    rgb = pixels(png, options)
+    assert len(np.unique(rgb, axis=0)) >= 20
+    assert (rgb != 255).any(axis=1).mean() > ink
+    return rgb
+
+
+def has_colour(rgb: np.ndarray, colour: tuple[float, ...], slack: int = 6) -> bool:
+    target = np.round(np.asarray(colour[:3]) * 255)
+    return bool((np.abs(rgb - target) <= slack).all(axis=1).sum() >= 20)
 
 
 def strip_run(view: dict[str, Any]) -> dict[str, Any]:
@@ -251,7 +297,7 @@ def strip_run(view: dict[str, Any]) -> dict[str, Any]:
 def stored_results(db: Database, run_id: int) -> dict[str, Any]:
     """Everything a run computed: metrics, constancy at every tolerance, weight variances."""
     with db.reader() as session:
-        run = store.get_run(session, run_id)
+        run = crud.get_run(session, run_id)
         constancy = analysis.constancy_all(session, run).model_dump()
         return {
             "metrics": strip_run(analysis.metrics(session, run).model_dump()),
@@ -262,7 +308,7 @@ def stored_results(db: Database, run_id: int) -> dict[str, Any]:
 
 @pytest.fixture
 def processes(tmp_path, db_url: str) -> Iterator[Processes]:
-    """Real API and worker processes on a temp data dir and ``db_url`` (see tests/procs.py)."""
+    """Real API and worker processes on a temp data dir and ``db_url`` (server/processes.py)."""
     procs = Processes(tmp_path, lease_seconds="2", database_url=db_url)
     yield procs
     procs.close()

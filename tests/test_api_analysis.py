@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import random_epoch
 
-from server import store
+from server import jobs
 
 
 def percent(count: int, parameters: int) -> float:
@@ -95,7 +95,7 @@ def test_progress_is_visible_epoch_by_epoch_while_running(client, play, tiny_spe
 
     with db.write() as session:
         epoch = random_epoch(random.Random(5), 2, played.tensors, 4)
-        store.record_epoch(session, played.lease, epoch, 60)
+        jobs.record_epoch(session, played.lease, epoch, 60)
     assert client.get(run_path).json()["epochs_done"] == 2
     assert client.get(f"{run_path}/metrics").json()["epochs"] == [1, 2]
     assert client.get(f"{run_path}/constancy?tol=0").json()["epochs"] == [1, 2]
@@ -204,7 +204,7 @@ def test_bad_compare_query_is_422_naming_the_parameter(client, pair, query):
 def test_snapshots_are_served_only_for_runs_that_keep_them(client, play, tiny_spec, settings):
     kept = play(tiny_spec(keep_snapshots=True), epochs=2)
     weights = {"layers.0.weight": np.arange(6, dtype=np.float32).reshape(2, 3)}
-    path = settings.snapshot_path(kept.run_id, 1)
+    path = settings.run_files(kept.run_id).snapshot(1)
     path.parent.mkdir(parents=True)
     np.savez(path, **weights)
     response = client.get(f"/runs/{kept.run_id}/snapshots/1")

@@ -9,13 +9,11 @@ import random
 import re
 
 import pytest
-from conftest import random_epoch
+from conftest import assert_drawn, has_colour, random_epoch
 from PIL import Image
-from test_figures import assert_drawn, has_colour
 
-from server import store
-from server.figures.options import FigureOptions
-from server.figures.style import layer_colours, series_colours
+from server import jobs
+from server.figures.draw import FigureOptions, layer_colours, series_colours
 
 SMALL = FigureOptions(width=480, height=360, dpi=60)
 SIZE = {"width": SMALL.width, "height": SMALL.height, "dpi": SMALL.dpi}
@@ -204,7 +202,7 @@ def test_a_running_runs_figure_follows_its_epochs(client, db, play, tiny_spec):
 
     epoch = random_epoch(random.Random(9), 3, played.tensors, 4)
     with db.write() as session:
-        store.record_epoch(session, played.lease, epoch, lease_seconds=60)
+        jobs.record_epoch(session, played.lease, epoch, lease_seconds=60)
     after = client.get(path, params=PNG_PARAMS).content
     assert after != before and renders(client) == (2, 1)
     assert client.get(path).json()["epochs"] == [1, 2, 3]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from server import store
+from server import crud
 from server.schemas import RunSpec
 
 
@@ -105,15 +105,15 @@ def test_delete_removes_rows_and_files_but_not_a_running_run(client, play, tiny_
     conflict = client.delete(f"/runs/{running.run_id}")
     assert conflict.status_code == 409 and "running" in conflict.json()["detail"]
     done = play(tiny_spec(), epochs=2)
-    files = settings.run_dir(done.run_id) / "checkpoints"
+    files = settings.run_files(done.run_id).root / "checkpoints"
     files.mkdir(parents=True)
     (files / "epoch_0002.pt").write_bytes(b"x")
     assert client.delete(f"/runs/{done.run_id}").status_code == 204
-    assert not settings.run_dir(done.run_id).exists()
+    assert not settings.run_files(done.run_id).root.exists()
     assert client.get(f"/runs/{done.run_id}").status_code == 404
     assert client.get(f"/runs/{running.run_id}").json()["status"] == "running"
     with db.reader() as session:
-        assert store.list_runs(session, None, 10, 0)[0] == 1
+        assert crud.list_runs(session, None, 10, 0)[0] == 1
 
 
 def test_health(client):

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from worker.engine.constancy import ConstancyMeter, constant_counts
+from worker.engine.constancy import ConstancyMeter
 
 TOLERANCES = [0.0, 0.001, 0.01, 0.1, 0.125, 0.5, 1.0]
 TINY = np.float32(1e-45)  # the smallest subnormal
@@ -22,9 +22,8 @@ def numpy_counts(prev: np.ndarray, curr: np.ndarray, tolerances, basis: str) -> 
 
 
 def kernel_counts(prev: np.ndarray, curr: np.ndarray, tolerances, basis: str, chunk=1 << 16):
-    counts = constant_counts(
-        torch.from_numpy(prev), torch.from_numpy(curr), tolerances, basis, chunk=chunk
-    )
+    meter = ConstancyMeter([torch.from_numpy(prev)], tolerances, basis, chunk=chunk)
+    (counts,) = meter.measure([torch.from_numpy(curr)])
     assert counts.dtype == torch.int64
     return counts.tolist()
 

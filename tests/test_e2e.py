@@ -2,9 +2,12 @@
 
 import signal
 
+import pytest
 from conftest import strip_run
 
-ENDED_CLEANLY = (0, -signal.SIGTERM)  # uvicorn re-raises the SIGTERM it handled
+from server.processes import CLEAN_EXITS
+
+pytestmark = pytest.mark.slow  # real server and worker processes
 
 
 def results(processes, run_id: int) -> dict:
@@ -38,7 +41,7 @@ def test_a_synthetic_job_runs_to_succeeded_and_sigterm_hands_a_run_back(processe
     assert processes.stop(worker) == 0
     handed_back = processes.run(long_run)
     assert handed_back["status"] == "queued" and handed_back["epochs_done"] < 500
-    assert processes.stop(server) in ENDED_CLEANLY
+    assert processes.stop(server) in CLEAN_EXITS
 
 
 def test_a_run_whose_worker_is_killed_resumes_elsewhere_exactly(processes, tiny_spec):

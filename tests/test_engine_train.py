@@ -1,21 +1,23 @@
 """Training runs end to end on tiny synthetic jobs: learning, determinism, resume, stop, files."""
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from server.jobs import EpochRecord
+from server.runfiles import RunFiles
 from server.schemas import RunSpec
-from server.settings import snapshot_file
-from worker.engine.checkpoint import checkpoint_path
+from worker.engine.devices import resolve_device
 from worker.engine.train import (
-    CheckpointMissing,
-    EpochResult,
+    Start,
     Training,
     TrainingDiverged,
     TrainingStopped,
+    resume_point,
 )
 
 TINY = dict(
@@ -27,18 +29,32 @@ def tiny(**changes) -> RunSpec:
     return RunSpec(**{**TINY, **changes})
 
 
-def train(spec: RunSpec, run_dir: Path, start_epoch: int = 0, **kw) -> list[EpochResult]:
-    training = Training(spec, run_dir=run_dir, data_dir=run_dir / "data", start_epoch=start_epoch)
-    return list(training.epochs(**kw))
+def start(spec: RunSpec, run_dir: Path, epochs_done: int = 0, device: str = "cpu") -> Start:
+    return resume_point(spec, RunFiles(run_dir), epochs_done, resolve_device(device))
 
 
-def numbers(result: EpochResult) -> dict:
+def training(spec: RunSpec, run_dir: Path, epochs_done: int = 0, device: str = "cpu") -> Training:
+    """The engine as a worker opens it after ``epochs_done`` stored epochs."""
+    return Training(
+        spec,
+        files=RunFiles(run_dir),
+        data_dir=run_dir / "data",
+        device=resolve_device(device),
+        start=start(spec, run_dir, epochs_done, device),
+    )
+
+
+def train(spec: RunSpec, run_dir: Path, epochs_done: int = 0, **kw) -> list[EpochRecord]:
+    return list(training(spec, run_dir, epochs_done).epochs(**kw))
+
+
+def numbers(result: EpochRecord) -> dict:
     """Everything but the wall time, which no two runs share."""
     return {k: v for k, v in dataclasses.asdict(result).items() if k != "epoch_seconds"}
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> tuple[RunSpec, Path, list[EpochResult]]:
+def reference(tmp_path_factory) -> tuple[RunSpec, Path, list[EpochRecord]]:
     """An uninterrupted 3-epoch run (its run_dir keeps checkpoints 2 and 3)."""
     spec = tiny()
     run_dir = tmp_path_factory.mktemp("reference")
@@ -64,17 +80,29 @@ def test_same_spec_same_numbers(reference, tmp_path):
     assert numbers(changed[0]) != numbers(results[0])
 
 
-def test_resume_from_a_checkpoint_finishes_like_an_uninterrupted_run(reference):
+@pytest.fixture
+def copied(reference, tmp_path) -> tuple[RunSpec, Path, list[EpochRecord]]:
+    """The reference run's files in a directory of the test's own (a failed resume clears it)."""
     spec, run_dir, results = reference
-    resumed = train(spec, run_dir, start_epoch=2)
-    assert [numbers(r) for r in resumed] == [numbers(results[2])]
+    shutil.copytree(run_dir, tmp_path / "run")
+    return spec, tmp_path / "run", results
+
+
+def test_resume_from_a_checkpoint_finishes_like_an_uninterrupted_run(copied):
+    spec, run_dir, results = copied
     # Only the newest two checkpoints are kept.
-    assert sorted(p.name for p in checkpoint_path(run_dir, 0).parent.iterdir()) == [
-        "epoch_0002.pt",
-        "epoch_0003.pt",
-    ]
-    with pytest.raises(CheckpointMissing, match="epoch_0001.pt"):
-        Training(spec, run_dir=run_dir, data_dir=run_dir, start_epoch=1)
+    files = RunFiles(run_dir)
+    assert sorted(p.name for p in files.checkpoints.iterdir()) == ["epoch_0002.pt", "epoch_0003.pt"]
+    resumed = train(spec, run_dir, epochs_done=2)
+    assert [numbers(r) for r in resumed] == [numbers(results[2])]
+
+
+def test_a_missing_checkpoint_restarts_from_epoch_0_and_says_why(copied):
+    spec, run_dir, _ = copied
+    begun = start(spec, run_dir, epochs_done=1)
+    assert (begun.epoch, begun.state) == (0, None)
+    assert begun.restarted_because.endswith("epoch_0001.pt not found")
+    assert not RunFiles(run_dir).checkpoints.exists()  # never to be resumed from now
 
 
 def test_stop_between_batches_then_resume(reference, tmp_path):
@@ -84,38 +112,39 @@ def test_stop_between_batches_then_resume(reference, tmp_path):
     def stop_in_epoch_two() -> bool:
         nonlocal polls
         polls += 1
-        return polls > 40 + 10  # epoch 1: 32 train + 8 test batches; then 10 into epoch 2
+        return polls > 33 + 10  # epoch 1: 32 train batches + 1 test pass; then 10 into epoch 2
 
     done = []
     with pytest.raises(TrainingStopped):
-        for result in Training(spec, run_dir=tmp_path, data_dir=tmp_path).epochs(stop_in_epoch_two):
+        for result in training(spec, tmp_path).epochs(stop_in_epoch_two):
             done.append(result)
     assert [r.epoch for r in done] == [1]
-    assert checkpoint_path(tmp_path, 1).exists() and not checkpoint_path(tmp_path, 2).exists()
-    resumed = train(spec, tmp_path, start_epoch=1)
+    files = RunFiles(tmp_path)
+    assert files.checkpoint(1).exists() and not files.checkpoint(2).exists()
+    resumed = train(spec, tmp_path, epochs_done=1)
     assert [numbers(r) for r in done + resumed] == [numbers(r) for r in results]
 
 
-def test_checkpoint_of_another_spec_is_not_used(reference):
-    spec, run_dir, _ = reference
-    other = spec.model_copy(update={"weight_decay": 0.5})
-    with pytest.raises(CheckpointMissing, match="another run spec"):
-        Training(other, run_dir=run_dir, data_dir=run_dir, start_epoch=3)
+def test_checkpoint_of_another_spec_is_not_used(copied):
+    spec, run_dir, _ = copied
     renamed = spec.model_copy(update={"name": "renamed later"})
-    assert Training(renamed, run_dir=run_dir, data_dir=run_dir, start_epoch=3)
+    assert start(renamed, run_dir, epochs_done=3).epoch == 3
+    other = spec.model_copy(update={"weight_decay": 0.5})
+    begun = start(other, run_dir, epochs_done=3)
+    assert begun.epoch == 0 and "another run spec" in begun.restarted_because
 
 
 def test_unreadable_checkpoint_is_not_used(tmp_path):
-    path = checkpoint_path(tmp_path, 1)
+    path = RunFiles(tmp_path).checkpoint(1)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"cut short by a full disk")
-    with pytest.raises(CheckpointMissing, match="unreadable"):
-        Training(tiny(), run_dir=tmp_path, data_dir=tmp_path, start_epoch=1)
+    begun = start(tiny(), tmp_path, epochs_done=1)
+    assert begun.epoch == 0 and "unreadable" in begun.restarted_because
 
 
 def test_fresh_start_forgets_old_checkpoints(tmp_path):
     spec = tiny(epochs=1)
-    stale = checkpoint_path(tmp_path, 7)
+    stale = RunFiles(tmp_path).checkpoint(7)
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"from an earlier attempt")
     train(spec, tmp_path)
@@ -125,14 +154,14 @@ def test_fresh_start_forgets_old_checkpoints(tmp_path):
 @pytest.mark.parametrize("basis", ["previous", "next"])
 def test_snapshots_reproduce_counts_and_variances(tmp_path, basis):
     spec = tiny(epochs=2, keep_snapshots=True, include_biases=True, basis=basis)
-    training = Training(spec, run_dir=tmp_path, data_dir=tmp_path)
-    names = [t.name for t in training.tensors]
+    engine = training(spec, tmp_path)
+    names = [t.name for t in engine.tensors]
     assert names == ["layers.0.weight", "layers.1.weight", "layers.0.bias", "layers.1.bias"]
-    assert [t.parameters for t in training.tensors] == [3072 * 32, 32 * 10, 32, 10]
-    results = list(training.epochs())
-    snapshots = [dict(np.load(snapshot_file(tmp_path, e))) for e in range(3)]
+    assert [t.parameters for t in engine.tensors] == [3072 * 32, 32 * 10, 32, 10]
+    results = list(engine.epochs())
+    snapshots = [dict(np.load(RunFiles(tmp_path).snapshot(e))) for e in range(3)]
     assert sorted(snapshots[0]) == sorted(names)
-    variances = [training.initial_variances] + [r.variances for r in results]
+    variances = [engine.initial_variances] + [r.variances for r in results]
     for epoch, snapshot in enumerate(snapshots):
         expected = [float(np.var(snapshot[n], dtype=np.float64)) for n in names]
         assert variances[epoch] == pytest.approx(expected, rel=1e-5)
@@ -158,21 +187,33 @@ def test_divergence_is_an_error_not_a_result(tmp_path):
     # A learning rate this large overflows the logits within the first epoch.
     with pytest.raises(TrainingDiverged, match=r"epoch 1: .*not all finite.*learning_rate"):
         train(tiny(epochs=2, learning_rate=1e30, momentum=0), tmp_path)
-    assert not checkpoint_path(tmp_path, 1).exists()
+    assert not RunFiles(tmp_path).checkpoint(1).exists()
 
 
-def test_bad_start_epoch(tmp_path):
-    with pytest.raises(ValueError, match="outside 0..3"):
-        Training(tiny(), run_dir=tmp_path, data_dir=tmp_path, start_epoch=4)
+def test_test_loss_is_the_mean_of_batch_size_batch_means(tmp_path):
+    """The test pass forwards 1,000 samples at once, yet reports what the seed's loop over
+    batches of batch_size reports: the mean of the batches' mean losses (last one shorter)."""
+    spec = tiny(epochs=1, test_size=300, batch_size=64)  # batches of 64 × 4 and one of 44
+    engine = training(spec, tmp_path)
+    (result,) = engine.epochs()
+    model, test = engine._model, engine._test
+    with torch.no_grad():
+        means = [
+            torch.nn.functional.cross_entropy(
+                model(test.images[i : i + 64].float() / 255), test.labels[i : i + 64]
+            ).item()
+            for i in range(0, 300, 64)
+        ]
+    assert result.test_loss == pytest.approx(sum(means) / len(means), rel=1e-6)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_no_host_sync_inside_a_cuda_epoch(tmp_path):
-    training = Training(tiny(epochs=1), run_dir=tmp_path, data_dir=tmp_path, device="cuda")
-    assert training.device.startswith("cuda:0 (")
+    engine = training(tiny(epochs=1), tmp_path, device="cuda")
+    assert engine.device.startswith("cuda:0 (")
     torch.cuda.set_sync_debug_mode("error")  # any synchronising call raises
     try:
-        stats, counts = training._device_epoch(lambda: False)
+        stats, counts = engine._device_epoch(lambda: False)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert stats.is_cuda and counts.is_cuda
@@ -181,8 +222,8 @@ def test_no_host_sync_inside_a_cuda_epoch(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_runs_are_deterministic_and_resume_exactly(tmp_path):
     spec = tiny()
-    run = [numbers(r) for r in Training(spec, run_dir=tmp_path, data_dir=tmp_path).epochs()]
-    again = Training(spec, run_dir=tmp_path / "b", data_dir=tmp_path).epochs()
+    run = [numbers(r) for r in training(spec, tmp_path, device="cuda").epochs()]
+    again = training(spec, tmp_path / "b", device="cuda").epochs()
     assert [numbers(r) for r in again] == run
-    resumed = Training(spec, run_dir=tmp_path, data_dir=tmp_path, start_epoch=2).epochs()
+    resumed = training(spec, tmp_path, epochs_done=2, device="cuda").epochs()
     assert [numbers(r) for r in resumed] == run[2:]

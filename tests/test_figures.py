@@ -1,23 +1,25 @@
 """Drawing: every figure decodes to a PNG of the requested size, with the colours it promises."""
 
-import io
 from typing import Annotated
 
-import numpy as np
 import pytest
+from conftest import assert_drawn, has_colour
 from fastapi import FastAPI, Query
 from fastapi.testclient import TestClient
-from PIL import Image
 from pydantic import ValidationError
 
 from server.figures.draw import (
+    FigureOptions,
     draw_compare,
     draw_constancy,
     draw_metrics,
     draw_weight_stats,
+    finish_panel,
+    layer_colours,
+    new_figure,
     run_label,
+    series_colours,
 )
-from server.figures.options import FigureOptions
 from server.figures.samples import (
     sample_compare,
     sample_constancy,
@@ -25,30 +27,9 @@ from server.figures.samples import (
     sample_run,
     sample_weights,
 )
-from server.figures.style import finish_panel, layer_colours, new_figure, series_colours
 
 SMALL = FigureOptions(width=480, height=360, dpi=60)
 LABEL = run_label(1, "baseline", 0.0)
-
-
-def pixels(png: bytes, options: FigureOptions) -> np.ndarray:
-    assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    image = Image.open(io.BytesIO(png))
-    assert image.size == (options.width, options.height)
-    return np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
-
-
-def assert_drawn(png: bytes, options: FigureOptions, ink: float = 0.02) -> np.ndarray:
-    """Not blank: many colours, and a share ``ink`` of pixels off the white background."""
-    rgb = pixels(png, options)
-    assert len(np.unique(rgb, axis=0)) >= 20
-    assert (rgb != 255).any(axis=1).mean() > ink
-    return rgb
-
-
-def has_colour(rgb: np.ndarray, colour: tuple[float, ...], slack: int = 6) -> bool:
-    target = np.round(np.asarray(colour[:3]) * 255)
-    return bool((np.abs(rgb - target) <= slack).all(axis=1).sum() >= 20)
 
 
 @pytest.mark.parametrize(
@@ -60,11 +41,11 @@ def has_colour(rgb: np.ndarray, colour: tuple[float, ...], slack: int = 6) -> bo
     ],
 )
 def test_png_has_the_requested_size(options):
-    assert_drawn(draw_metrics(sample_metrics(epochs=8), "loss", LABEL, options), options)
+    assert_drawn(draw_metrics(sample_metrics(epochs=8), options, "loss", LABEL), options)
 
 
 def test_per_layer_constancy_colours_every_layer_light_to_dark():
-    rgb = assert_drawn(draw_constancy(sample_constancy(epochs=12), "layers", LABEL, SMALL), SMALL)
+    rgb = assert_drawn(draw_constancy(sample_constancy(epochs=12), SMALL, "layers", LABEL), SMALL)
     colours = layer_colours(4)
     assert all(has_colour(rgb, c) for c in colours)
     # Light to dark: each layer's colour is darker than the one before.
@@ -75,11 +56,11 @@ def test_per_layer_constancy_colours_every_layer_light_to_dark():
 @pytest.mark.parametrize("scope", ["all", "last2"])
 def test_mean_scopes_draw_one_line_not_the_layers(scope):
     data = sample_constancy(epochs=12)
-    rgb = assert_drawn(draw_constancy(data, scope, LABEL, SMALL), SMALL)
+    rgb = assert_drawn(draw_constancy(data, SMALL, scope, LABEL), SMALL)
     assert not has_colour(rgb, layer_colours(4)[0])
-    one_panel = draw_constancy(data.results[2], scope, LABEL, SMALL)
+    one_panel = draw_constancy(data.results[2], SMALL, scope, LABEL)
     assert_drawn(one_panel, SMALL)
-    assert one_panel != draw_constancy(data.results[1], scope, LABEL, SMALL)
+    assert one_panel != draw_constancy(data.results[1], SMALL, scope, LABEL)
 
 
 @pytest.mark.parametrize("scope", ["all", "last2", "1"])
@@ -93,17 +74,17 @@ def test_compare_tells_runs_apart(scope):
 
 @pytest.mark.parametrize("metric", ["loss", "accuracy"])
 def test_metrics_draw_train_and_test(metric):
-    rgb = assert_drawn(draw_metrics(sample_metrics(epochs=10), metric, LABEL, SMALL), SMALL)
+    rgb = assert_drawn(draw_metrics(sample_metrics(epochs=10), SMALL, metric, LABEL), SMALL)
     assert all(has_colour(rgb, c) for c in series_colours(2))
 
 
 def test_weight_variance_draws_every_layer():
-    rgb = assert_drawn(draw_weight_stats(sample_weights(epochs=10), LABEL, SMALL), SMALL)
+    rgb = assert_drawn(draw_weight_stats(sample_weights(epochs=10), SMALL, LABEL), SMALL)
     assert all(has_colour(rgb, c) for c in layer_colours(4))
 
 
 def test_a_run_without_epochs_still_draws():
-    png = draw_constancy(sample_constancy(epochs=0), "layers", LABEL, SMALL)
+    png = draw_constancy(sample_constancy(epochs=0), SMALL, "layers", LABEL)
     # Axes, titles and a message, but no lines.
     rgb = assert_drawn(png, SMALL, ink=0.005)
     assert not has_colour(rgb, layer_colours(4)[0])
@@ -113,7 +94,7 @@ def test_non_finite_losses_leave_gaps():
     data = sample_metrics(epochs=6)
     data.train_loss[2] = float("inf")
     data.test_loss[3] = float("nan")
-    assert_drawn(draw_metrics(data, "loss", LABEL, SMALL), SMALL)
+    assert_drawn(draw_metrics(data, SMALL, "loss", LABEL), SMALL)
 
 
 @pytest.mark.parametrize("panels,shape", [(1, (1, 1)), (4, (2, 2)), (5, (2, 3)), (9, (3, 3))])

@@ -1,41 +1,28 @@
 """The report page: one self-contained HTML document with the run's figures inline."""
 
-import asyncio
 import base64
 import io
 import re
 
-import pytest
 from PIL import Image
 
-from server.figures.options import FigureOptions
-from server.figures.pngs import constancy_png
+from server.figures.draw import FigureOptions, draw_constancy, label_of
 from server.figures.report import report_html
 from server.figures.samples import sample_constancy, sample_metrics, sample_run, sample_weights
-from server.render import Renderer
 from server.schemas import RunStatus
 
 SMALL = FigureOptions(width=400, height=300, dpi=50)
 DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
-@pytest.fixture
-def renderer():
-    r = Renderer()
-    yield r
-    r.close()
-
-
 def report(renderer, run, epochs):
-    return asyncio.run(
-        report_html(
-            renderer,
-            run,
-            sample_metrics(run.id, epochs),
-            sample_constancy(run.id, epochs),
-            sample_weights(run.id, epochs),
-            SMALL,
-        )
+    return report_html(
+        renderer,
+        run,
+        sample_metrics(run.id, epochs),
+        sample_constancy(run.id, epochs),
+        sample_weights(run.id, epochs),
+        SMALL,
     )
 
 
@@ -78,6 +65,6 @@ def test_report_and_png_views_share_the_cache(renderer):
     run = sample_run(epochs_done=4)
     report(renderer, run, 4)
     assert renderer.renders == 6
-    png = asyncio.run(constancy_png(renderer, run, sample_constancy(epochs=4), "last2", SMALL))
+    png = renderer.render(draw_constancy, sample_constancy(epochs=4), SMALL, "last2", label_of(run))
     assert renderer.renders == 6 and renderer.hits == 1
     assert base64.b64encode(png).decode() in report(renderer, run, 4)

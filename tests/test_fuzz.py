@@ -9,7 +9,6 @@ time; the number tried is printed at the end of the module (see the README's Har
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -19,11 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from server.app import create_app
 from server.db import Database
 from server.models import Run
 from server.schemas import RunSpec
-from server.settings import Settings
 
 EXAMPLES = 300
 FUZZ = settings(
@@ -93,13 +90,6 @@ def summary(request: pytest.FixtureRequest) -> None:
     plugins = request.config.pluginmanager
     if not plugins.has_plugin("decaylab-fuzz"):
         plugins.register(Summary(), "decaylab-fuzz")
-
-
-@pytest.fixture
-def lenient(settings: Settings) -> Iterator[TestClient]:
-    """Answers 500s instead of raising them, so that the fuzzer sees what a client would."""
-    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
-        yield test_client
 
 
 @pytest.fixture

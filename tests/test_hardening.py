@@ -1,8 +1,6 @@
 """Hostile input and resource limits: 4xx naming the field, never a 500, nothing stored."""
 
-import inspect
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,21 +9,14 @@ from fastapi.testclient import TestClient
 from server import limits
 from server.app import create_app
 from server.db import Database
+from server.runfiles import RunFiles
 from server.schemas import RunSpec
 from server.settings import Settings
-from worker.engine import checkpoint, synthetic
 from worker.engine.model import build_model
 from worker.engine.train import Training
 from worker.loop import Worker
 
 JSON = {"content-type": "application/json"}
-
-
-@pytest.fixture
-def lenient(settings: Settings) -> Iterator[TestClient]:
-    """The app on the test's settings, answering 500s instead of raising them."""
-    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
-        yield test_client
 
 
 def stored(client: TestClient) -> int:
@@ -158,13 +149,6 @@ def test_the_parameter_count_is_the_engines(hidden):
     assert limits.parameter_count(hidden) == sum(p.numel() for p in model.parameters())
 
 
-def test_engine_facts_restated_in_limits_hold():
-    assert limits.CHECKPOINTS_ON_DISK == checkpoint.KEEP + 1
-    defaults = inspect.signature(synthetic.synthetic).parameters
-    train, test = defaults["train_size"].default, defaults["test_size"].default
-    assert limits.DATASET_SIZES["synthetic"] == (train, test)
-
-
 def run_dir_bytes(run_dir: Path) -> int:
     return sum(f.stat().st_size for f in run_dir.rglob("*") if f.is_file())
 
@@ -173,7 +157,7 @@ def run_dir_bytes(run_dir: Path) -> int:
 def test_a_runs_files_stay_within_the_disk_estimate(tmp_path, tiny_spec, optimizer):
     spec = RunSpec(**tiny_spec(epochs=4, keep_snapshots=True, optimizer=optimizer))
     run_dir = tmp_path / "run"
-    training = Training(spec, run_dir=run_dir, data_dir=tmp_path, device="cpu")
+    training = Training.fresh(spec, RunFiles(run_dir), data_dir=tmp_path)
     largest = max(run_dir_bytes(run_dir) for _ in training.epochs())
     budget = limits.estimate(spec).disk_bytes
     # An upper bound, and not a loose one: file headers aside, it is what a run writes.
@@ -183,7 +167,7 @@ def test_a_runs_files_stay_within_the_disk_estimate(tmp_path, tiny_spec, optimiz
 def test_deleting_a_run_removes_its_files(client, settings, db: Database, tiny_spec):
     run_id = client.post("/runs", json=tiny_spec(epochs=2, keep_snapshots=True)).json()["id"]
     Worker(settings, db).run(once=True)
-    run_dir = settings.run_dir(run_id)
+    run_dir = settings.run_files(run_id).root
     assert client.get(f"/runs/{run_id}").json()["status"] == "succeeded"
     assert list(run_dir.glob("checkpoints/*.pt")) and list(run_dir.glob("snapshots/*.npz"))
     assert client.delete(f"/runs/{run_id}").status_code == 204

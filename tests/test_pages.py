@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from server import store
+from server import crud, jobs
 from server.app import create_app
 from server.schemas import RunSpec, RunStatus
 from server.settings import Settings
@@ -43,7 +43,7 @@ def test_the_list_pages_filters_and_sorts_on_the_server(client, play, db):
         status = RunStatus.failed if i % 4 == 0 else RunStatus.succeeded
         play({"name": f"run-{i}", "weight_decay": i / 1000, "epochs": 2}, 2, finish=status, seed=i)
     with db.write() as session:
-        store.create_run(session, RunSpec(name="queued one", weight_decay=0.5, momentum=0.5))
+        crud.create_run(session, RunSpec(name="queued one", weight_decay=0.5, momentum=0.5))
     page = client.get("/ui/runs", params={"per_page": 5, "page": 2})
     assert page.status_code == 200
     assert ids_listed(page.text) == [8, 7, 6, 5, 4]
@@ -93,8 +93,12 @@ def test_the_run_page_shows_the_json_views_numbers_and_figures(client, play):
         png = client.get(src.replace("&amp;", "&"))
         assert png.headers["content-type"] == "image/png", src
     assert len(re.findall(r"<img ", page)) == 6
-    # Downloads of every view in every format the API answers.
-    assert f'href="/runs/{played.run_id}/constancy?scope=all&amp;format=json"' in page
+    # Downloads of every view in every format the API answers, and every one answers.
+    downloads = re.findall(r'href="(/runs/[^"]+format=(\w+))"', page)
+    assert {fmt for _, fmt in downloads} == {"json", "png", "csv"} and len(downloads) == 18
+    for href, fmt in downloads:
+        answer = client.get(href.replace("&amp;", "&"))
+        assert answer.status_code == 200 and fmt in answer.headers["content-type"], href
     # Run 2 differs in weight decay only, run 3 in two fields.
     assert 'href="/ui/compare?runs=1,2"' in page and "runs=1,3" not in page
     assert client.get("/ui/runs/99", headers=HTML).status_code == 404
@@ -110,7 +114,7 @@ def test_the_live_part_answers_304_until_the_run_moves_on(client, play, db):
     )
     assert again.status_code == 304
     with db.write() as session:
-        store.finish_run(session, played.lease, RunStatus.succeeded)
+        jobs.finish_run(session, played.lease, RunStatus.succeeded)
     moved = client.get(
         f"/ui/runs/{played.run_id}", params={"part": "live"}, headers={"If-None-Match": etag}
     )

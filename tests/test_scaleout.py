@@ -13,32 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import stored_results
-from procs import Processes, wait_for
+from conftest import run_of, stored_results, submit
 from sqlalchemy import select
 
-from server import store
 from server.db import Database
 from server.models import EpochMetrics, Run
-from server.schemas import RunSpec
+from server.processes import Processes, wait_for
 from server.settings import Settings
-from worker.engine.checkpoint import checkpoint_path
 from worker.loop import Worker
 
 
 def machine(settings: Settings, root: Path, artifact_dir: Path) -> Settings:
     """The settings of a worker on another machine: its own disk, the same database."""
     return settings.model_copy(update={"data_dir": root / "data", "artifact_dir": artifact_dir})
-
-
-def submit(db: Database, spec: dict) -> int:
-    with db.write() as session:
-        return store.create_run(session, RunSpec.model_validate(spec)).id
-
-
-def run_of(db: Database, run_id: int):
-    with db.reader() as session:
-        return store.get_run(session, run_id)
 
 
 def interrupted(db: Database, settings: Settings, run_id: int, epochs: int) -> None:
@@ -82,13 +69,13 @@ def test_a_worker_on_another_machine_resumes_from_the_shared_artifact_dir_or_res
     assert (run.status, run.attempts, run.worker) == ("succeeded", 2, "third:1")
     assert run.note.startswith("restarted from epoch 0 (was at epoch ")
     assert "by worker third:1" in run.note
-    assert str(alone.run_dir(restarted) / "checkpoints") in run.note
+    assert str(alone.run_files(restarted).checkpoints) in run.note
     assert "DECAYLAB_ARTIFACT_DIR" in run.note
 
     expected = stored_results(db, undisturbed)
     assert stored_results(db, resumed) == expected
     assert stored_results(db, restarted) == expected
-    assert checkpoint_path(alone.run_dir(restarted), 5).is_file()
+    assert alone.run_files(restarted).checkpoint(5).is_file()
 
 
 # --- real processes on PostgreSQL -----------------------------------------------------------
@@ -137,6 +124,7 @@ def submit_all(procs: Processes, specs: list[dict]) -> list[int]:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_a_dozen_runs_on_four_workers_each_run_exactly_once(cluster):
     procs = cluster.procs
     ids = submit_all(procs, [SPEC | {"epochs": EPOCHS, "seed": i} for i in range(12)])
@@ -150,6 +138,7 @@ def test_a_dozen_runs_on_four_workers_each_run_exactly_once(cluster):
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_a_killed_workers_run_is_taken_over_and_ends_as_if_undisturbed(cluster):
     procs = cluster.procs
     long = SPEC | {"epochs": LONG, "train_size": 1024}

@@ -27,11 +27,14 @@ def pins() -> dict[str, str]:
 def closure(extras: tuple[str, ...]) -> set[str]:
     """Installed distributions that `pip install decaylab[extras]` pulls in, decaylab included."""
     seen: set[str] = set()
+    # By name and extras: decaylab's extras name each other (worker = decaylab[server] + torch).
+    done: set[tuple[str, tuple[str, ...]]] = set()
     todo = [("decaylab", extras)]
     while todo:
         name, wanted = todo.pop()
-        if canonicalize_name(name) in seen:
+        if (canonicalize_name(name), wanted) in done:
             continue
+        done.add((canonicalize_name(name), wanted))
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
@@ -45,10 +48,12 @@ def closure(extras: tuple[str, ...]) -> set[str]:
     return seen
 
 
-def test_base_install_does_not_pull_torch():
+def test_the_bare_install_is_the_client_and_only_the_worker_pulls_torch():
     base = closure(())
-    assert {"fastapi", "sqlalchemy", "matplotlib"} <= base
-    assert "torch" not in base
+    assert {"httpx", "pandas", "click"} <= base
+    assert not {"fastapi", "sqlalchemy", "matplotlib", "torch"} & base
+    server = closure(("server",))
+    assert {"fastapi", "sqlalchemy", "matplotlib"} <= server and "torch" not in server
     assert "torch" in closure(("worker",))
 
 
@@ -97,12 +102,17 @@ for m in pkgutil.walk_packages(root.__path__, package + "."):
 
 @pytest.mark.parametrize(
     "package,extras,forbidden",
-    [("server", (), ["worker"]), ("worker", ("worker",), [])],
-    ids=["api-image", "worker-image"],
+    [
+        ("server", ("server",), ["worker"]),
+        ("worker", ("worker",), []),
+        ("decaylab", (), ["server", "worker"]),
+    ],
+    ids=["api-image", "worker-image", "client"],
 )
 def test_each_image_imports_with_its_install_alone(package, extras, forbidden):
-    """The API image installs decaylab without extras (so without torch); the worker image with
-    the `worker` extra. Each package must import with no more than that."""
+    """The API image installs decaylab with the `server` extra (so without torch); the worker
+    image with the `worker` extra; the client is the bare install. Each package must import with
+    no more than that."""
     allowed = json.dumps(sorted(closure(extras)))
     result = subprocess.run(
         [sys.executable, "-c", IMPORT_ALL_WITH_ONLY, package, allowed, *forbidden],
@@ -119,7 +129,7 @@ def test_the_built_package_has_every_tracked_file(tmp_path):
     subpackages must all be in it (package-data in pyproject.toml)."""
     tracked = (
         subprocess.run(
-            ["git", "ls-files", "-z", "pyproject.toml", "server", "worker"],
+            ["git", "ls-files", "-z", "pyproject.toml", "decaylab", "server", "worker"],
             cwd=ROOT,
             capture_output=True,
             check=True,

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from procs import FINISHED, free_port, wait_for
+
+from server.processes import CLEAN_EXITS, FINISHED, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"dataset": "synthetic", "hidden_sizes": [32], "train_size": 512, "test_size": 256}
-CLEAN_EXITS = {0, -signal.SIGTERM}  # uvicorn re-raises the SIGTERM it handled
 
 
 @dataclass

@@ -8,11 +8,11 @@ import threading
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from conftest import random_epoch
+from conftest import random_epoch, run_of, submit, submit_many
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from server import lifecycle, store
+from server import crud, errors, jobs, lifecycle
 from server.db import Database
 from server.models import Base, ConstancyCount, EpochMetrics, LayerEpochStats, Run, RunLayer
 from server.schemas import RunSpec, RunStatus
@@ -22,19 +22,9 @@ pytestmark = pytest.mark.backends("sqlite", "postgresql")
 SPEC = RunSpec(dataset="synthetic", hidden_sizes=[8], epochs=3)
 
 
-def submit(db, n=1) -> list[int]:
-    with db.write() as session:
-        return [store.create_run(session, SPEC).id for _ in range(n)]
-
-
 def claim(db, worker="w:1", lease_seconds=60.0):
     with db.write() as session:
-        return store.claim_run(session, worker, lease_seconds)
-
-
-def status_of(db, run_id):
-    with db.reader() as session:
-        return store.get_run(session, run_id)
+        return jobs.claim_run(session, worker, lease_seconds)
 
 
 def test_initial_migration_creates_exactly_the_models_tables(db):
@@ -64,7 +54,7 @@ def test_upgrade_is_idempotent(db):
 
 
 def test_status_column_refuses_unknown_values(db):
-    (run_id,) = submit(db)
+    run_id = submit(db, SPEC)
     with pytest.raises(IntegrityError, match="ck_runs_status"), db.write() as session:
         session.execute(text("UPDATE runs SET status = 'paused' WHERE id = :id"), {"id": run_id})
 
@@ -81,36 +71,36 @@ def test_transition_table():
 
 
 def test_claims_take_the_oldest_queued_run_once(db):
-    first, second = submit(db, 2)
+    first, second = submit_many(db, SPEC, 2)
     a = claim(db, "w:1")
     b = claim(db, "w:2")
     assert (a.lease.run_id, b.lease.run_id) == (first, second)
     assert a.lease.attempt == 1 and a.spec == SPEC and a.epochs_done == 0
     assert claim(db, "w:3") is None
-    run = status_of(db, first)
+    run = run_of(db, first)
     assert run.status == "running" and run.worker == "w:1" and run.attempts == 1
     assert run.started_at is not None and run.lease_expires_at > run.started_at
 
 
 def test_a_lapsed_lease_is_taken_over_and_the_old_holder_can_no_longer_write(db):
-    (run_id,) = submit(db)
+    run_id = submit(db, SPEC)
     old = claim(db, "w:1", lease_seconds=-1)  # already lapsed
     new = claim(db, "w:2")
     assert new.lease.run_id == run_id and new.lease.attempt == 2
-    with pytest.raises(store.LeaseLost), db.write() as session:
-        store.record_epoch(session, old.lease, random_epoch(random.Random(0), 1, [], 4), 60)
-    with pytest.raises(store.LeaseLost), db.write() as session:
-        store.renew_lease(session, old.lease, 60)
-    with pytest.raises(store.LeaseLost), db.write() as session:
-        store.release_run(session, old.lease)
+    with pytest.raises(jobs.LeaseLost), db.write() as session:
+        jobs.record_epoch(session, old.lease, random_epoch(random.Random(0), 1, [], 4), 60)
+    with pytest.raises(jobs.LeaseLost), db.write() as session:
+        jobs.renew_lease(session, old.lease, 60)
+    with pytest.raises(jobs.LeaseLost), db.write() as session:
+        jobs.release_run(session, old.lease)
     with db.write() as session:
-        assert store.renew_lease(session, new.lease, 60) is False
-    run = status_of(db, run_id)
+        assert jobs.renew_lease(session, new.lease, 60) is False
+    run = run_of(db, run_id)
     assert (run.worker, run.attempts, run.status) == ("w:2", 2, "running")
 
 
 def test_a_live_lease_is_not_taken_over(db):
-    submit(db)
+    submit(db, SPEC)
     assert claim(db, "w:1") is not None
     assert claim(db, "w:2") is None
 
@@ -119,10 +109,10 @@ def test_epochs_are_written_in_order_with_counts_stats_and_progress(db, play):
     played = play(SPEC.model_dump(), epochs=2, finish=None)
     rng = random.Random(1)
     skipped = random_epoch(rng, 4, played.tensors, 4)
-    with pytest.raises(store.LeaseLost), db.write() as session:
-        store.record_epoch(session, played.lease, skipped, 60)
+    with pytest.raises(jobs.LeaseLost), db.write() as session:
+        jobs.record_epoch(session, played.lease, skipped, 60)
     with db.reader() as session:
-        run = store.get_run(session, played.run_id)
+        run = crud.get_run(session, played.run_id)
         counts = session.scalars(
             select(ConstancyCount.count).order_by(*ConstancyCount.__table__.primary_key)
         ).all()
@@ -135,64 +125,76 @@ def test_epochs_are_written_in_order_with_counts_stats_and_progress(db, play):
 def test_release_puts_the_run_back_for_a_resume(db, play):
     played = play(SPEC.model_dump(), epochs=1, finish=None)
     with db.write() as session:
-        store.release_run(session, played.lease)
-    run = status_of(db, played.run_id)
+        jobs.release_run(session, played.lease)
+    run = run_of(db, played.run_id)
     assert run.status == "queued" and run.lease_expires_at is None
     resumed = claim(db, "w:2")
     assert resumed.epochs_done == 1 and resumed.lease.attempt == 2
 
 
-def test_reset_progress_forgets_stored_epochs_and_says_why(db, play):
+def test_a_start_at_epoch_0_forgets_stored_epochs_and_says_why(db, play):
     played = play(SPEC.model_dump(), epochs=2, finish=None)
     with db.write() as session:
-        store.reset_progress(session, played.lease, "restarted from epoch 0")
+        jobs.start_training(
+            session,
+            played.lease,
+            start_epoch=0,
+            device="cpu",
+            tensors=played.tensors,
+            initial_variances=[0.5] * len(played.tensors),
+            note="restarted from epoch 0",
+        )
     with db.reader() as session:
-        run = store.get_run(session, played.run_id)
+        run = crud.get_run(session, played.run_id)
         left = [
             session.scalar(select(func.count()).select_from(t))
             for t in (EpochMetrics, ConstancyCount, LayerEpochStats, RunLayer)
         ]
-    assert run.epochs_done == 0 and run.note == "restarted from epoch 0" and left == [0, 0, 0, 0]
+        variances = session.scalars(select(LayerEpochStats.variance)).all()
+    # Only epoch 0 is left: the layers and their initial variances as this start measured them.
+    layers = len(played.tensors)
+    assert run.epochs_done == 0 and run.note == "restarted from epoch 0"
+    assert left == [0, 0, layers, layers] and variances == [0.5] * layers
 
 
 def test_cancel_queued_is_immediate_running_is_flagged_finished_is_refused(db, play):
-    (queued,) = submit(db)
+    queued = submit(db, SPEC)
     with db.write() as session:
-        run = store.request_cancel(session, queued)
+        run = crud.request_cancel(session, queued)
     assert run.status == "cancelled" and run.finished_at is not None
     played = play(SPEC.model_dump(), epochs=1, finish=None)
     with db.write() as session:
-        run = store.request_cancel(session, played.run_id)
+        run = crud.request_cancel(session, played.run_id)
     assert run.status == "running" and run.cancel_requested
     with db.write() as session:
-        assert store.renew_lease(session, played.lease, 60) is True
-        store.finish_run(session, played.lease, RunStatus.cancelled)
+        assert jobs.renew_lease(session, played.lease, 60) is True
+        jobs.finish_run(session, played.lease, RunStatus.cancelled)
     for run_id in (queued, played.run_id):
         with pytest.raises(lifecycle.InvalidTransition), db.write() as session:
-            store.request_cancel(session, run_id)
-    with pytest.raises(store.RunNotFound), db.write() as session:
-        store.request_cancel(session, 999)
+            crud.request_cancel(session, run_id)
+    with pytest.raises(errors.RunNotFound), db.write() as session:
+        crud.request_cancel(session, 999)
 
 
 def test_cancel_of_a_run_whose_worker_is_gone_is_immediate(db):
-    (run_id,) = submit(db)
+    run_id = submit(db, SPEC)
     dead = claim(db, "w:1", lease_seconds=-1)  # its worker died: the lease has lapsed
     with db.write() as session:
-        run = store.request_cancel(session, run_id)
+        run = crud.request_cancel(session, run_id)
     assert run.status == "cancelled" and run.lease_expires_at is None
     assert claim(db, "w:2") is None
-    with pytest.raises(store.LeaseLost), db.write() as session:
-        store.renew_lease(session, dead.lease, 60)
+    with pytest.raises(jobs.LeaseLost), db.write() as session:
+        jobs.renew_lease(session, dead.lease, 60)
 
 
 def test_delete_cascades_and_refuses_a_running_run(db, play):
     running = play(SPEC.model_dump(), epochs=1, finish=None)
     with pytest.raises(lifecycle.InvalidTransition, match="running"), db.write() as session:
-        store.delete_run(session, running.run_id)
+        crud.delete_run(session, running.run_id)
     with db.write() as session:
-        store.finish_run(session, running.lease, RunStatus.succeeded)
+        jobs.finish_run(session, running.lease, RunStatus.succeeded)
     with db.write() as session:
-        store.delete_run(session, running.run_id)
+        crud.delete_run(session, running.run_id)
     with db.reader() as session:
         for table in (Run, EpochMetrics, ConstancyCount, LayerEpochStats, RunLayer):
             assert session.scalar(select(func.count()).select_from(table)) == 0
@@ -200,19 +202,19 @@ def test_delete_cascades_and_refuses_a_running_run(db, play):
 
 def test_finished_runs_cannot_be_finished_again(db, play):
     played = play(SPEC.model_dump(), epochs=1)
-    with pytest.raises(store.LeaseLost), db.write() as session:
-        store.finish_run(session, played.lease, RunStatus.failed, error="late")
-    assert status_of(db, played.run_id).status == "succeeded"
+    with pytest.raises(jobs.LeaseLost), db.write() as session:
+        jobs.finish_run(session, played.lease, RunStatus.failed, error="late")
+    assert run_of(db, played.run_id).status == "succeeded"
 
 
 def test_a_read_session_sees_one_snapshot_while_others_write(db, play):
     played = play(SPEC.model_dump(), epochs=1, finish=None)
     with db.reader() as reader:
-        assert store.get_run(reader, played.run_id).epochs_done == 1
-        submit(db)
+        assert crud.get_run(reader, played.run_id).epochs_done == 1
+        submit(db, SPEC)
         with db.write() as session:
             epoch = random_epoch(random.Random(2), 2, played.tensors, 4)
-            store.record_epoch(session, played.lease, epoch, 60)
+            jobs.record_epoch(session, played.lease, epoch, 60)
         # The API answers a request from one consistent state, however the workers go on.
         assert reader.scalar(select(func.count()).select_from(Run)) == 1
         assert reader.scalars(select(EpochMetrics.epoch)).all() == [1]
@@ -221,7 +223,7 @@ def test_a_read_session_sees_one_snapshot_while_others_write(db, play):
 
 
 def test_concurrent_claims_take_every_run_exactly_once(db):
-    ids = submit(db, 12)
+    ids = submit_many(db, SPEC, 12)
     start = threading.Barrier(6)
     claimed: list[int] = []
 

@@ -7,16 +7,16 @@ import random
 import threading
 
 import pytest
-from conftest import Tensor, random_epoch
+from conftest import random_epoch
 
-from server import analysis, store
+from server import analysis, crud, jobs
 from server.db import Database
 from server.schemas import RunSpec, RunStatus
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 SPEC = RunSpec(dataset="synthetic", hidden_sizes=[8], epochs=2, tolerances=[0, 0.1])
-TENSORS = [Tensor(0, "layers.0.weight", 24), Tensor(1, "layers.1.weight", 80)]
+TENSORS = [jobs.TensorInfo(0, "layers.0.weight", 24), jobs.TensorInfo(1, "layers.1.weight", 80)]
 
 
 def worker_process(url: str, name: str, submitting_done, claimed) -> None:
@@ -25,27 +25,34 @@ def worker_process(url: str, name: str, submitting_done, claimed) -> None:
     rng = random.Random(name)
     while True:
         with db.write() as session:
-            claim = store.claim_run(session, name, lease_seconds=60)
+            claim = jobs.claim_run(session, name, lease_seconds=60)
         if claim is None:
             if submitting_done.is_set():
                 break
             continue
         claimed.put(claim.lease.run_id)
         with db.write() as session:
-            store.start_training(session, claim.lease, "cpu", TENSORS, [0.1, 0.2])
+            jobs.start_training(
+                session,
+                claim.lease,
+                start_epoch=0,
+                device="cpu",
+                tensors=TENSORS,
+                initial_variances=[0.1, 0.2],
+            )
         for epoch in range(1, SPEC.epochs + 1):
             with db.write() as session:
-                store.record_epoch(session, claim.lease, random_epoch(rng, epoch, TENSORS, 2), 60)
+                jobs.record_epoch(session, claim.lease, random_epoch(rng, epoch, TENSORS, 2), 60)
         with db.write() as session:
-            store.finish_run(session, claim.lease, RunStatus.succeeded)
+            jobs.finish_run(session, claim.lease, RunStatus.succeeded)
     db.dispose()
 
 
 def test_workers_and_api_share_one_database_without_lock_errors(db, settings):
-    url = settings.database_url_resolved
+    url = settings.database_url
     with db.write() as session:
         for _ in range(20):
-            store.create_run(session, SPEC)
+            crud.create_run(session, SPEC)
     ctx = multiprocessing.get_context("spawn")
     submitting_done, claimed = ctx.Event(), ctx.Queue()
     workers = [
@@ -61,7 +68,7 @@ def test_workers_and_api_share_one_database_without_lock_errors(db, settings):
         try:
             while not reads_done.is_set():
                 with db.reader() as session:
-                    _, runs = store.list_runs(session, None, 100, 0)
+                    _, runs = crud.list_runs(session, None, 100, 0)
                     for run in runs[:5]:
                         analysis.constancy_all(session, run)
                         analysis.metrics(session, run)
@@ -74,7 +81,7 @@ def test_workers_and_api_share_one_database_without_lock_errors(db, settings):
     try:
         for _ in range(20):  # API writes while the workers write
             with db.write() as session:
-                store.create_run(session, SPEC)
+                crud.create_run(session, SPEC)
     finally:
         submitting_done.set()
     for w in workers:
@@ -92,6 +99,6 @@ def test_workers_and_api_share_one_database_without_lock_errors(db, settings):
             break
     assert sorted(ids) == list(range(1, 41))
     with db.reader() as session:
-        total, runs = store.list_runs(session, None, 100, 0)
+        total, runs = crud.list_runs(session, None, 100, 0)
     assert total == 40
     assert {(r.status, r.attempts, r.epochs_done) for r in runs} == {("succeeded", 1, 2)}

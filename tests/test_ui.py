@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from procs import Processes
+
+from server.processes import Processes
 
 pytestmark = pytest.mark.slow
 

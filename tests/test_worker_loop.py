@@ -7,24 +7,13 @@ import time
 from datetime import timedelta
 
 import pytest
-from conftest import stored_results
+from conftest import run_of, stored_results, submit
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
-from server import store
+from server import crud, jobs
 from server.models import Run, utcnow
-from server.schemas import RunSpec
 from worker.loop import Worker
-
-
-def submit(db, spec: dict) -> int:
-    with db.write() as session:
-        return store.create_run(session, RunSpec.model_validate(spec)).id
-
-
-def run_of(db, run_id: int):
-    with db.reader() as session:
-        return store.get_run(session, run_id)
 
 
 def when_epochs_done(db, run_id: int, epochs: int, then, timeout: float = 60) -> threading.Thread:
@@ -57,7 +46,7 @@ def test_a_run_trains_to_succeeded_with_every_epoch_stored(db, settings, tiny_sp
         assert [la["name"] for la in view["layers"]] == ["layers.0.weight", "layers.1.weight"]
         assert all(0 <= p <= 100 for la in view["layers"] for p in la["percent"])
     for epoch in range(4):
-        assert settings.snapshot_path(run_id, epoch).is_file()
+        assert settings.run_files(run_id).snapshot(epoch).is_file()
 
 
 def test_a_failing_run_ends_failed_and_the_worker_goes_on(db, settings, tiny_spec):
@@ -78,7 +67,7 @@ def test_cancel_stops_a_running_run_between_batches(db, settings, tiny_spec):
 
     def cancel() -> None:
         with db.write() as session:
-            store.request_cancel(session, run_id)
+            crud.request_cancel(session, run_id)
 
     watcher = when_epochs_done(db, run_id, 1, cancel)
     Worker(settings, db).run(once=True)
@@ -125,7 +114,7 @@ def test_a_missing_checkpoint_restarts_from_epoch_zero_with_a_note(
     db, settings, tiny_spec, undisturbed
 ):
     run_id = interrupt_after_two_epochs(db, settings, tiny_spec(epochs=6))
-    shutil.rmtree(settings.run_dir(run_id) / "checkpoints")
+    shutil.rmtree(settings.run_files(run_id).root / "checkpoints")
     Worker(settings, db).run(exit_when_idle=True)
     run = run_of(db, run_id)
     assert run.status == "succeeded" and run.attempts == 2
@@ -143,7 +132,7 @@ def test_a_worker_whose_run_was_taken_over_stops_without_writing(db, settings, t
         with db.write() as session:
             lapsed = utcnow() - timedelta(seconds=1)
             session.execute(update(Run).where(Run.id == run_id).values(lease_expires_at=lapsed))
-            assert store.claim_run(session, "other:1", lease_seconds=600) is not None
+            assert jobs.claim_run(session, "other:1", lease_seconds=600) is not None
         taken_at.append(run_of(db, run_id).epochs_done)
 
     watcher = when_epochs_done(db, run_id, 1, take_over)
@@ -160,7 +149,7 @@ def test_a_run_whose_workers_keep_dying_is_failed_after_max_attempts(db, setting
     for attempt in range(1, 4):
         # A worker claims the run and dies at once: its lease lapses.
         with db.write() as session:
-            assert store.claim_run(session, f"dead:{attempt}", lease_seconds=0.001) is not None
+            assert jobs.claim_run(session, f"dead:{attempt}", lease_seconds=0.001) is not None
         time.sleep(0.01)
     Worker(settings, db, name="host:1").run(exit_when_idle=True)
     run = run_of(db, run_id)
@@ -169,7 +158,7 @@ def test_a_run_whose_workers_keep_dying_is_failed_after_max_attempts(db, setting
     # Below the cap the same history still trains to the end.
     other = submit(db, tiny_spec(epochs=2))
     with db.write() as session:
-        assert store.claim_run(session, "dead:9", lease_seconds=0.001) is not None
+        assert jobs.claim_run(session, "dead:9", lease_seconds=0.001) is not None
     time.sleep(0.01)
     Worker(settings, db, name="host:1").run(exit_when_idle=True)
     assert run_of(db, other).status == "succeeded"
@@ -179,18 +168,18 @@ def test_a_database_outage_mid_run_hands_the_run_back_instead_of_failing_it(
     db, settings, tiny_spec, undisturbed, monkeypatch
 ):
     run_id = submit(db, tiny_spec(epochs=6))
-    record_epoch = store.record_epoch
+    record_epoch = jobs.record_epoch
 
     def outage_at_epoch_3(session, lease, result, lease_seconds):
         if result.epoch == 3:
             raise OperationalError("INSERT …", {}, Exception("server closed the connection"))
         record_epoch(session, lease, result, lease_seconds)
 
-    monkeypatch.setattr(store, "record_epoch", outage_at_epoch_3)
+    monkeypatch.setattr(jobs, "record_epoch", outage_at_epoch_3)
     Worker(settings, db, name="host:1").run(once=True)
     released = run_of(db, run_id)
     assert (released.status, released.epochs_done, released.error) == ("queued", 2, None)
-    monkeypatch.setattr(store, "record_epoch", record_epoch)
+    monkeypatch.setattr(jobs, "record_epoch", record_epoch)
     Worker(settings, db, name="host:2").run(exit_when_idle=True)
     run = run_of(db, run_id)
     assert (run.status, run.attempts) == ("succeeded", 2)

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = get_settings()
-    db = Database(settings.database_url_resolved)
+    db = Database(settings.database_url)
     if args.check:
         try:
             with db.reader() as session:

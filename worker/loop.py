@@ -14,11 +14,12 @@ from types import TracebackType
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from server import store
+from server import jobs
 from server.db import Database
 from server.schemas import RunStatus
 from server.settings import Settings
-from worker.engine.train import CheckpointMissing, Training, TrainingStopped
+from worker.engine.devices import resolve_device
+from worker.engine.train import Training, TrainingStopped, resume_point
 
 log = logging.getLogger("decaylab.worker")
 
@@ -33,7 +34,7 @@ class Heartbeat:
     def __init__(
         self,
         db: Database,
-        lease: store.Lease,
+        lease: jobs.Lease,
         lease_seconds: float,
         interval: float,
         stop: threading.Event,
@@ -62,8 +63,8 @@ class Heartbeat:
         while not self._done.wait(self._interval):
             try:
                 with self._db.write() as session:
-                    cancel = store.renew_lease(session, self._lease, self._lease_seconds)
-            except store.LeaseLost:
+                    cancel = jobs.renew_lease(session, self._lease, self._lease_seconds)
+            except jobs.LeaseLost:
                 self.lost = True
                 self._stop.set()
                 return
@@ -93,12 +94,12 @@ class Worker:
             "worker %s polling %s; artifacts in %s",
             self.name,
             self.db.engine.url,
-            self.settings.artifact_root,
+            self.settings.artifact_dir,
         )
         while not self.shutdown.is_set():
             try:
                 with self.db.write() as session:
-                    claim = store.claim_run(session, self.name, self.settings.lease_seconds)
+                    claim = jobs.claim_run(session, self.name, self.settings.lease_seconds)
             except SQLAlchemyError:
                 log.warning("claiming failed; retrying", exc_info=True)
                 claim = None
@@ -111,7 +112,7 @@ class Worker:
             if once:
                 return
 
-    def process(self, claim: store.Claim) -> None:
+    def process(self, claim: jobs.Claim) -> None:
         lease = claim.lease
         log.info(
             "run %d: claimed (attempt %d) after epoch %d",
@@ -137,7 +138,7 @@ class Worker:
                 training = self._open(claim)
                 for result in training.epochs(lambda: stop.is_set() or self.shutdown.is_set()):
                     with self.db.write() as session:
-                        store.record_epoch(session, lease, result, self.settings.lease_seconds)
+                        jobs.record_epoch(session, lease, result, self.settings.lease_seconds)
                     log.info("run %d: epoch %d stored", lease.run_id, result.epoch)
             except TrainingStopped:
                 if heartbeat.lost:
@@ -147,7 +148,7 @@ class Worker:
                 else:
                     self._settle(lease, RunStatus.queued)
                 return
-            except store.LeaseLost:
+            except jobs.LeaseLost:
                 log.warning("run %d: taken over by another worker; stopped", lease.run_id)
                 return
             except OperationalError:
@@ -162,47 +163,50 @@ class Worker:
                 return
         self._settle(lease, RunStatus.succeeded)
 
-    def _open(self, claim: store.Claim) -> Training:
-        """The engine for the claimed run: resumed from its last stored epoch, or restarted."""
+    def _open(self, claim: jobs.Claim) -> Training:
+        """The engine for the claimed run, from where ``resume_point`` says it starts."""
         lease = claim.lease
-
-        def training(start_epoch: int) -> Training:
-            return Training(
-                claim.spec,
-                run_dir=self.settings.run_dir(lease.run_id),
-                data_dir=self.settings.data_dir,
-                device=self.settings.device,
-                allow_download=self.settings.allow_download,
-                start_epoch=start_epoch,
-            )
-
-        try:
-            engine = training(claim.epochs_done)
-        except CheckpointMissing as exc:
+        files = self.settings.run_files(lease.run_id)
+        device = resolve_device(self.settings.device)
+        start = resume_point(claim.spec, files, claim.epochs_done, device)
+        note = None
+        if start.restarted_because:
             # E.g. a worker on another machine without the shared artifact directory.
             note = (
                 f"restarted from epoch 0 (was at epoch {claim.epochs_done}) by worker {self.name}:"
-                f" {exc} (workers on several machines need one shared DECAYLAB_ARTIFACT_DIR)"
+                f" {start.restarted_because} (workers on several machines need one shared"
+                " DECAYLAB_ARTIFACT_DIR)"
             )
             log.warning("run %d: %s", lease.run_id, note)
-            with self.db.write() as session:
-                store.reset_progress(session, lease, note)
-            engine = training(0)
+        engine = Training(
+            claim.spec,
+            files=files,
+            data_dir=self.settings.data_dir,
+            device=device,
+            start=start,
+            allow_download=self.settings.allow_download,
+        )
         with self.db.write() as session:
-            store.start_training(
-                session, lease, engine.device, engine.tensors, engine.initial_variances
+            jobs.start_training(
+                session,
+                lease,
+                start_epoch=start.epoch,
+                device=engine.device,
+                tensors=engine.tensors,
+                initial_variances=engine.initial_variances,
+                note=note,
             )
         return engine
 
-    def _settle(self, lease: store.Lease, status: RunStatus, error: str | None = None) -> None:
+    def _settle(self, lease: jobs.Lease, status: RunStatus, error: str | None = None) -> None:
         """End the held run with ``status``, or hand it back to the queue (``queued``)."""
         try:
             with self.db.write() as session:
                 if status == RunStatus.queued:
-                    store.release_run(session, lease)
+                    jobs.release_run(session, lease)
                 else:
-                    store.finish_run(session, lease, status, error)
-        except (store.LeaseLost, SQLAlchemyError):
+                    jobs.finish_run(session, lease, status, error)
+        except (jobs.LeaseLost, SQLAlchemyError):
             # Not ours any more, or no database: either way its lease lapses and the run moves on.
             log.warning("run %d: could not become %s", lease.run_id, status.value, exc_info=True)
             return

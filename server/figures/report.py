@@ -1,6 +1,5 @@
 """One self-contained HTML page per run: status, spec, last epoch and every figure inline."""
 
-import asyncio
 import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -8,9 +7,14 @@ from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, Template, select_autoescape
 
-from server.figures.options import FigureOptions
-from server.figures.pngs import constancy_png, label_of, metrics_png, weights_png
-from server.render import Renderer
+from server.figures.draw import (
+    FigureOptions,
+    draw_constancy,
+    draw_metrics,
+    draw_weight_stats,
+    label_of,
+)
+from server.figures.render import Renderer
 from server.schemas import ConstancyAllOut, MetricsOut, RunOut, RunStatus, WeightStatsOut
 
 # A page of a run that is still going reloads itself to show the new epochs.
@@ -88,7 +92,7 @@ def render_report(run: RunOut, metrics: MetricsOut, sections: list[ReportSection
     )
 
 
-async def report_html(
+def report_html(
     renderer: Renderer,
     run: RunOut,
     metrics: MetricsOut,
@@ -99,14 +103,17 @@ async def report_html(
     """The whole report of ``run``; its figures come from (and go into) the render cache."""
     if not metrics.epochs:
         return render_report(run, metrics, [])
-    loss, accuracy, per_layer, mean_all, mean_last2, variance = await asyncio.gather(
-        metrics_png(renderer, run, metrics, "loss", options),
-        metrics_png(renderer, run, metrics, "accuracy", options),
-        constancy_png(renderer, run, constancy, "layers", options),
-        constancy_png(renderer, run, constancy, "all", options),
-        constancy_png(renderer, run, constancy, "last2", options),
-        weights_png(renderer, run, weights, options),
-    )
+    label = label_of(run)
+    # All six are queued at once, so the pool draws them side by side.
+    futures = [
+        renderer.submit(draw_metrics, metrics, options, "loss", label),
+        renderer.submit(draw_metrics, metrics, options, "accuracy", label),
+        renderer.submit(draw_constancy, constancy, options, "layers", label),
+        renderer.submit(draw_constancy, constancy, options, "all", label),
+        renderer.submit(draw_constancy, constancy, options, "last2", label),
+        renderer.submit(draw_weight_stats, weights, options, label),
+    ]
+    loss, accuracy, per_layer, mean_all, mean_last2, variance = (f.result() for f in futures)
     constant = "% of weights constant between epochs, one panel per tolerance"
     sections = [
         ReportSection(

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from server import scope as scopes
+from server.experiment import SEED_TOLERANCES
 from server.schemas import (
     CompareAllOut,
     CompareOut,
@@ -22,8 +24,6 @@ from server.schemas import (
     RunStatus,
     WeightStatsOut,
 )
-
-SEED_TOLERANCES = [0.0, 0.001, 0.01, 0.1]
 
 
 def _layers(count: int) -> list[tuple[int, str, int]]:
@@ -109,12 +109,12 @@ def sample_compare(runs: list[RunOut], scope: str = "all") -> CompareAllOut:
         entries = []
         for run, constancy in zip(runs, data, strict=True):
             result = constancy.results[t]
-            if scope == "all":
-                percent = result.mean
-            elif scope == "last2":
-                percent = result.last_two_mean
-            else:
-                percent = result.layers[int(scope)].percent
+            percent = scopes.select(
+                scope,
+                {la.index: la.percent for la in result.layers},
+                {"all": result.mean, "last2": result.last_two_mean},
+                f"run {run.id}",
+            )
             entries.append(
                 CompareRun(
                     run_id=run.id,

@@ -4,7 +4,6 @@ Server-rendered with Jinja2; numbers and figures come from server.analysis and t
 the JSON API's do. Pages live under /ui/ (``/`` sends a browser there), outside the OpenAPI
 document. Writes are POSTs (no state changes by GET), refused cross-origin by the middleware."""
 
-import hashlib
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -21,17 +20,18 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
 
-from server import analysis, store
-from server.analysis import NotComputed
-from server.deps import DatabaseDep, SessionDep, SettingsDep, WriteSessionDep
-from server.figures.pngs import label_of
-from server.lifecycle import InvalidTransition
+from server import analysis, crud
+from server.deps import SessionDep, SettingsDep, WriteSessionDep
+from server.errors import DomainError, NotComputed
+from server.figures.answer import ResponseFormat, _accept_quality
+from server.figures.draw import label_of
 from server.middleware import TOKEN_COOKIE, token_matches
 from server.models import Run
 from server.pages import forms, queries
 from server.routers import runs as runs_api
-from server.routers.params import MAX_ID, ResponseFormat, RunId, RunIds, _accept_quality
+from server.routers.params import MAX_ID, RunId, RunIds
 from server.schemas import ConstancyAllOut, MetricsOut, RunOut, RunSpec, RunStatus
+from server.scope import describe
 from server.settings import Settings
 
 UI = "/ui"
@@ -118,10 +118,8 @@ class PageRoute(APIRoute):
         async def page_handler(request: Request) -> Response:
             try:
                 return await handler(request)
-            except (store.RunNotFound, NotComputed) as exc:
-                return _error_page(request, 404, str(exc))
-            except InvalidTransition as exc:
-                return _error_page(request, 409, str(exc))
+            except DomainError as exc:
+                return _error_page(request, exc.status_code, str(exc))
             except RequestValidationError as exc:
                 wrong = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
                 return _error_page(request, 422, wrong)
@@ -136,24 +134,6 @@ def _local(target: str | None, default: str = f"{UI}/runs") -> str:
     """Where to go back to: only a path on this server (no open redirect)."""
     ok = target and target.startswith("/") and not target.startswith("//") and "\\" not in target
     return target if ok else default
-
-
-def _progress_etag(runs: Sequence[Run], *extra: Any) -> str:
-    """Names what a live part shows: it changes with any run's status or stored epochs."""
-    progress = [
-        (r.id, r.created_at, r.attempts, r.status, r.epochs_done, r.cancel_requested) for r in runs
-    ]
-    return '"' + hashlib.sha256(repr((progress, extra)).encode()).hexdigest()[:32] + '"'
-
-
-def _live_response(request: Request, etag: str, render: Callable[[], HTMLResponse]) -> Response:
-    """The live part, or 304 when the browser already has this progress's."""
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers=headers)
-    response = render()
-    response.headers.update(headers)
-    return response
 
 
 # --- index and login ---------------------------------------------------------------------
@@ -293,7 +273,7 @@ def new_run_form(
     spec: dict[str, Any] = {}
     source = None
     if from_run is not None:
-        source = runs_api.run_out(store.get_run(session, from_run))
+        source = runs_api.run_out(crud.get_run(session, from_run))
         spec = source.spec.model_dump() | {"name": None}
     return page(
         request,
@@ -315,7 +295,7 @@ async def _form_texts(request: Request) -> dict[str, str]:
 def new_run(
     request: Request,
     settings: SettingsDep,
-    database: DatabaseDep,
+    session: WriteSessionDep,
     texts: Annotated[dict[str, str], Depends(_form_texts)],
 ) -> Response:
     """Stores the run and shows its page, or shows the form again with each error by its field."""
@@ -332,9 +312,9 @@ def new_run(
             source=None,
             focus=next(f.name for f in fields if f.name in errors),
         )
-    with database.write() as session:
-        run_id = store.create_run(session, spec).id
-    return RedirectResponse(f"{UI}/runs/{run_id}", status_code=303)
+    run = crud.create_run(session, spec)
+    session.commit()
+    return RedirectResponse(f"{UI}/runs/{run.id}", status_code=303)
 
 
 # --- run page ----------------------------------------------------------------------------
@@ -408,37 +388,37 @@ def _last_epoch_table(constancy: ConstancyAllOut) -> list[dict[str, Any]]:
 
 
 def _timing(run: RunOut, metrics: MetricsOut) -> dict[str, float | None]:
+    """Durations the live part shows; none depends on the clock, so that the part (and its ETag)
+    stays the same until the run moves on."""
     trained = sum(metrics.epoch_seconds) if metrics.epochs else None
     per_epoch = trained / len(metrics.epochs) if trained is not None else None
     remaining = run.spec.epochs - run.epochs_done
-    end = run.finished_at or (datetime.now(UTC) if run.started_at else None)
+    done = run.finished_at and run.started_at
     return {
-        "wall": (end - run.started_at).total_seconds() if run.started_at and end else None,
+        "wall": (run.finished_at - run.started_at).total_seconds() if done else None,
         "trained": trained,
         "per_epoch": per_epoch,
         "eta": per_epoch * remaining if per_epoch and run.status in LIVE and remaining else None,
     }
 
 
+# The live parts (?part=live) are polled by ui.js; the app's ETag middleware answers 304 while a
+# part is unchanged, so polling costs a render but no transfer and no DOM change.
+
+
 @router.get(f"{UI}/runs/{{run_id}}")
 def run_page(
     request: Request, run_id: RunId, session: SessionDep, part: Literal["live"] | None = None
 ) -> Response:
-    run_row = store.get_run(session, run_id)
-
-    def render_live() -> HTMLResponse:
-        return page(request, "run_live.html", **_run_live_context(session, run_row))
-
-    if part == "live":
-        return _live_response(request, _progress_etag([run_row]), render_live)
+    run_row = crud.get_run(session, run_id)
     context = _run_live_context(session, run_row)
-    spec = context["run"].spec.model_dump()
+    if part == "live":
+        return page(request, "run_live.html", **context)
     return page(
         request,
         "run.html",
-        spec=spec,
+        spec=context["run"].spec.model_dump(),
         neighbours=queries.neighbours(session, run_row),
-        etag=_progress_etag([run_row]),
         **context,
     )
 
@@ -457,20 +437,19 @@ def compare_page(
 ) -> Response:
     if len(runs) < 2:
         return _error_page(request, 422, "Tick at least two runs to compare them.")
-    rows = [store.get_run(session, run_id) for run_id in runs]
-    tolerances = analysis.shared_tolerances(rows)
-    if tol is not None:
-        analysis.tolerance_index(rows[0], tol)  # 404 naming the run's tolerances
+    rows = crud.get_runs(session, runs)
+    # The tolerances the runs share (NotComputed when none), as GET /compare has them.
+    tolerances = analysis.compare_all(session, rows, "all").tolerances
+    if tol is not None and tol not in tolerances:
+        raise NotComputed(f"the runs share no tolerance {tol:g}; they share {tolerances}")
     constancy = [analysis.constancy_all(session, row) for row in rows]
-    metrics = [analysis.metrics(session, row) for row in rows]
     layers = min(len(c.results[0].layers) for c in constancy)
     scopes = [s for s in scope if s in ("all", "last2") or (s.isdigit() and int(s) < layers)]
     ids = ",".join(map(str, runs))
     which = "every shared tolerance" if tol is None else f"tolerance {tol:g}"
-    names = {"all": "mean of all layers", "last2": "mean of the last two layers"}
     figures = [
         Figure(
-            f"% of weights constant between epochs, {names.get(s, f'layer {s}')}, {which}",
+            f"% of weights constant between epochs, {describe(s)}, {which}",
             "/compare",
             {"runs": ids, "scope": s, "tol": tol},
         )
@@ -486,14 +465,11 @@ def compare_page(
         "scopes": scopes,
         "layer_names": [la.name for la in constancy[0].results[0].layers[:layers]],
         "table": _compare_table(constancy, tolerances, layers),
-        "metrics": metrics,
+        "metrics": [analysis.metrics(session, row) for row in rows],
         "live": any(row.status in LIVE for row in rows),
         "version": _version(rows),
     }
-    etag = _progress_etag(rows, scopes, tol)
-    if part == "live":
-        return _live_response(request, etag, lambda: page(request, "compare_live.html", **context))
-    return page(request, "compare.html", etag=etag, **context)
+    return page(request, "compare_live.html" if part == "live" else "compare.html", **context)
 
 
 def _compare_table(

@@ -1,14 +1,11 @@
-"""Query-parameter types shared by the routers, and JSON/PNG negotiation.
+"""Path and query parameter types shared by the routers. Bad values answer 422 naming them."""
 
-Bad values answer 422 naming the parameter."""
+from typing import Annotated
 
-from typing import Annotated, Any, Literal
-
-from fastapi import Depends, Path, Query, Request, Response
+from fastapi import Path, Query
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from server.analysis import CompareScope
-from server.figures.options import FigureOptions
+from server.scope import Scope as ScopeType
 
 MAX_COMPARED_RUNS = 50
 # Ids are 64-bit database integers: a larger one names no run (422, not a driver overflow).
@@ -51,64 +48,6 @@ RunIds = Annotated[
 ]
 
 Scope = Annotated[
-    CompareScope,
+    ScopeType,
     Query(description="all: mean of all layers; last2: mean of the last two; or a layer index"),
 ]
-
-# width/height/dpi of a PNG (ignored by JSON answers).
-Figure = Annotated[FigureOptions, Query()]
-
-# Content negotiation for the views that have a PNG twin. ``format`` wins over ``Accept``.
-ResponseFormat = Literal["json", "png"]
-PNG = "image/png"
-# For the OpenAPI document: these routes answer image/png as well as JSON.
-PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {
-        "content": {PNG: {}},
-        "description": "JSON; a PNG with format=png, or Accept: image/png without format",
-    }
-}
-
-
-def _accept_quality(accept: str) -> dict[str, float]:
-    """Media range → q from an Accept header; malformed q values count as 0."""
-    qualities: dict[str, float] = {}
-    for item in accept.split(","):
-        media, *params = (part.strip() for part in item.split(";"))
-        q = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        if media:
-            qualities[media.lower()] = q
-    return qualities
-
-
-def response_format(
-    request: Request,
-    response: Response,
-    format: Annotated[
-        ResponseFormat | None,
-        Query(description="json (default) or png; without it, Accept: image/png asks for PNG"),
-    ] = None,
-) -> ResponseFormat:
-    """``format``, else PNG when Accept ranks image/png (or image/*) above application/json.
-
-    Ties and ``*/*`` (curl, browsers opening the URL) mean JSON, the views' first form."""
-    response.headers["Vary"] = "Accept"
-    if format is not None:
-        return format
-    quality = _accept_quality(request.headers.get("accept", ""))
-    png = quality.get(PNG, quality.get("image/*", 0.0))
-    return "png" if png > quality.get("application/json", 0.0) else "json"
-
-
-FormatDep = Annotated[ResponseFormat, Depends(response_format)]
-
-
-def png_response(png: bytes) -> Response:
-    return Response(png, media_type=PNG, headers={"Vary": "Accept"})

@@ -1,28 +1,23 @@
-import shutil
-from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse
-from sqlalchemy.orm import Session
 
-from server import analysis, store
+from server import analysis, crud
 from server.deps import AdmittedSpec, SessionDep, SettingsDep, WriteSessionDep
-from server.figures import pngs
-from server.figures.options import ConstancyScope, MetricName
+from server.errors import NotComputed
+from server.figures.answer import PNG_RESPONSE, AnswerDep, OptionsDep
+from server.figures.draw import (
+    MetricName,
+    draw_constancy,
+    draw_metrics,
+    draw_weight_stats,
+    label_of,
+)
+from server.figures.render import RendererDep
 from server.figures.report import report_html
 from server.models import Run
-from server.render import RendererDep
-from server.routers.params import (
-    MAX_ID,
-    PNG_RESPONSE,
-    Figure,
-    FormatDep,
-    RunId,
-    Tolerance,
-    png_response,
-)
+from server.routers.params import MAX_ID, RunId, Tolerance
 from server.schemas import (
     ConstancyAllOut,
     ConstancyOut,
@@ -33,17 +28,15 @@ from server.schemas import (
     RunStatus,
     WeightStatsOut,
 )
+from server.scope import FigureScope
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
 NOT_FOUND = {404: {"model": ErrorOut, "description": "No run with that id"}}
 CONFLICT = {409: {"model": ErrorOut, "description": "Not possible in the run's status"}}
 
-
-T = TypeVar("T")
-
-ConstancyScopeQuery = Annotated[
-    ConstancyScope,
+FigureScopeQuery = Annotated[
+    FigureScope,
     Query(
         description="PNG: layers (a line each), all (mean of all layers), last2 (of the last two)"
     ),
@@ -55,20 +48,6 @@ def run_out(run: Run) -> RunOut:
     return RunOut.model_validate(run, from_attributes=True)
 
 
-async def read_run(
-    session: Session, run_id: int, view: Callable[[Session, Run], T]
-) -> tuple[RunOut, T]:
-    """The run and ``view`` of its results, read off the event loop."""
-
-    def read() -> tuple[RunOut, T]:
-        # The run first, then its results, in one read transaction: a figure cached under the
-        # run's progress (status, epochs done) then never lacks an epoch that progress promises.
-        run = store.get_run(session, run_id)
-        return run_out(run), view(session, run)
-
-    return await run_in_threadpool(read)
-
-
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -76,7 +55,7 @@ async def read_run(
     response_description="The run, with every default of its spec filled in",
 )
 def create_run(spec: AdmittedSpec, session: WriteSessionDep, response: Response) -> RunOut:
-    run = store.create_run(session, spec)
+    run = crud.create_run(session, spec)
     session.commit()
     response.headers["Location"] = f"/runs/{run.id}"
     return run_out(run)
@@ -89,13 +68,13 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> RunList:
-    total, runs = store.list_runs(session, status, limit, offset)
+    total, runs = crud.list_runs(session, status, limit, offset)
     return RunList(total=total, limit=limit, offset=offset, runs=[run_out(r) for r in runs])
 
 
 @router.get("/{run_id}", summary="One run", responses=NOT_FOUND)
 def get_run(run_id: RunId, session: SessionDep) -> RunOut:
-    return run_out(store.get_run(session, run_id))
+    return run_out(crud.get_run(session, run_id))
 
 
 @router.post(
@@ -105,7 +84,7 @@ def get_run(run_id: RunId, session: SessionDep) -> RunOut:
     responses=NOT_FOUND | CONFLICT,
 )
 def cancel_run(run_id: RunId, session: WriteSessionDep) -> RunOut:
-    run = store.request_cancel(session, run_id)
+    run = crud.request_cancel(session, run_id)
     session.commit()
     return run_out(run)
 
@@ -117,9 +96,9 @@ def cancel_run(run_id: RunId, session: WriteSessionDep) -> RunOut:
     responses=NOT_FOUND | CONFLICT,
 )
 def delete_run(run_id: RunId, session: WriteSessionDep, settings: SettingsDep) -> None:
-    store.delete_run(session, run_id)
+    crud.delete_run(session, run_id)
     session.commit()
-    shutil.rmtree(settings.run_dir(run_id), ignore_errors=True)
+    settings.run_files(run_id).remove()
 
 
 @router.get(
@@ -128,19 +107,12 @@ def delete_run(run_id: RunId, session: WriteSessionDep, settings: SettingsDep) -
     response_model=MetricsOut,
     responses=NOT_FOUND | PNG_RESPONSE,
 )
-async def get_metrics(
-    run_id: RunId,
-    session: SessionDep,
-    fmt: FormatDep,
-    options: Figure,
-    renderer: RendererDep,
-    metric: MetricQuery = "loss",
+def get_metrics(
+    run_id: RunId, session: SessionDep, answer: AnswerDep, metric: MetricQuery = "loss"
 ) -> MetricsOut | Response:
     """PNG: train vs test ``metric`` per epoch."""
-    run, data = await read_run(session, run_id, analysis.metrics)
-    if fmt == "png":
-        return png_response(await pngs.metrics_png(renderer, run, data, metric, options))
-    return data
+    run = crud.get_run(session, run_id)
+    return answer(analysis.metrics(session, run), draw_metrics, metric, label_of(run_out(run)))
 
 
 @router.get(
@@ -150,28 +122,23 @@ async def get_metrics(
     responses={404: {"model": ErrorOut, "description": "Unknown run or tolerance not computed"}}
     | PNG_RESPONSE,
 )
-async def get_constancy(
+def get_constancy(
     run_id: RunId,
     session: SessionDep,
-    fmt: FormatDep,
-    options: Figure,
-    renderer: RendererDep,
+    answer: AnswerDep,
     tol: Tolerance = None,
-    scope: ConstancyScopeQuery = "layers",
+    scope: FigureScopeQuery = "layers",
 ) -> ConstancyOut | ConstancyAllOut | Response:
     """Per layer, the mean of all layers and of the last two; without ``tol``, every tolerance.
 
     PNG: one panel per tolerance (one with ``tol``), drawing what ``scope`` says."""
-
-    def view(session: Session, run: Run) -> ConstancyOut | ConstancyAllOut:
-        if tol is None:
-            return analysis.constancy_all(session, run)
-        return analysis.constancy(session, run, tol)
-
-    run, data = await read_run(session, run_id, view)
-    if fmt == "png":
-        return png_response(await pngs.constancy_png(renderer, run, data, scope, options))
-    return data
+    run = crud.get_run(session, run_id)
+    data: ConstancyOut | ConstancyAllOut = (
+        analysis.constancy_all(session, run)
+        if tol is None
+        else analysis.constancy(session, run, tol)
+    )
+    return answer(data, draw_constancy, scope, label_of(run_out(run)))
 
 
 @router.get(
@@ -180,13 +147,11 @@ async def get_constancy(
     response_model=WeightStatsOut,
     responses=NOT_FOUND | PNG_RESPONSE,
 )
-async def get_weight_stats(
-    run_id: RunId, session: SessionDep, fmt: FormatDep, options: Figure, renderer: RendererDep
+def get_weight_stats(
+    run_id: RunId, session: SessionDep, answer: AnswerDep
 ) -> WeightStatsOut | Response:
-    run, data = await read_run(session, run_id, analysis.weight_stats)
-    if fmt == "png":
-        return png_response(await pngs.weights_png(renderer, run, data, options))
-    return data
+    run = crud.get_run(session, run_id)
+    return answer(analysis.weight_stats(session, run), draw_weight_stats, label_of(run_out(run)))
 
 
 @router.get(
@@ -195,20 +160,15 @@ async def get_weight_stats(
     response_class=HTMLResponse,
     responses=NOT_FOUND,
 )
-async def get_report(
-    run_id: RunId, session: SessionDep, options: Figure, renderer: RendererDep
+def get_report(
+    run_id: RunId, session: SessionDep, options: OptionsDep, renderer: RendererDep
 ) -> HTMLResponse:
     """Self-contained (figures as data: URIs); ``width``/``height``/``dpi`` size each figure."""
-
-    def view(session: Session, run: Run) -> tuple[MetricsOut, ConstancyAllOut, WeightStatsOut]:
-        return (
-            analysis.metrics(session, run),
-            analysis.constancy_all(session, run),
-            analysis.weight_stats(session, run),
-        )
-
-    run, (metrics, constancy, weights) = await read_run(session, run_id, view)
-    return HTMLResponse(await report_html(renderer, run, metrics, constancy, weights, options))
+    run = crud.get_run(session, run_id)
+    metrics = analysis.metrics(session, run)
+    constancy = analysis.constancy_all(session, run)
+    weights = analysis.weight_stats(session, run)
+    return HTMLResponse(report_html(renderer, run_out(run), metrics, constancy, weights, options))
 
 
 @router.get(
@@ -226,12 +186,12 @@ def get_snapshot(
     session: SessionDep,
     settings: SettingsDep,
 ) -> FileResponse:
-    run = store.get_run(session, run_id)
+    run = crud.get_run(session, run_id)
     if not run.spec.get("keep_snapshots"):
-        raise analysis.NotComputed(f"run {run_id} keeps no snapshots (keep_snapshots is false)")
-    path = settings.snapshot_path(run_id, epoch)
+        raise NotComputed(f"run {run_id} keeps no snapshots (keep_snapshots is false)")
+    path = settings.run_files(run_id).snapshot(epoch)
     if epoch > run.epochs_done or not path.is_file():
-        raise analysis.NotComputed(
+        raise NotComputed(
             f"run {run_id} has no snapshot of epoch {epoch}; it has epochs 0..{run.epochs_done}"
         )
     return FileResponse(

@@ -1,7 +1,6 @@
-"""A run's files: per-epoch checkpoints and weight snapshots, each written atomically."""
+"""Writing and reading a run's files (laid out by server.runfiles.RunFiles), each atomically."""
 
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from contextlib import suppress
@@ -11,9 +10,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from server.settings import snapshot_file
-
-KEEP = 2  # checkpoints kept: the worker resumes from k or k-1, whichever its database recorded
+from server.runfiles import RunFiles
 
 
 class CheckpointWriteError(Exception):
@@ -21,10 +18,6 @@ class CheckpointWriteError(Exception):
 
     The worker fails the run with this message rather than retrying: the next attempt would
     meet the same disk."""
-
-
-def checkpoint_path(run_dir: Path, epoch: int) -> Path:
-    return run_dir / "checkpoints" / f"epoch_{epoch:04d}.pt"
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
@@ -57,28 +50,21 @@ def _write_run_file(what: str, path: Path, write: Callable[[IO[bytes]], object])
         raise CheckpointWriteError(f"cannot write {what} to {path}: {reason}") from exc
 
 
-def save_checkpoint(run_dir: Path, epoch: int, state: Mapping[str, Any]) -> None:
-    """Write epoch's checkpoint, then drop all but the newest ``KEEP`` up to it."""
-    path = checkpoint_path(run_dir, epoch)
+def save_checkpoint(files: RunFiles, epoch: int, state: Mapping[str, Any]) -> None:
+    """Write epoch's checkpoint, then drop those no resume can need any more."""
+    path = files.checkpoint(epoch)
     _write_run_file(f"the checkpoint of epoch {epoch}", path, lambda f: torch.save(dict(state), f))
-    for old in checkpoint_path(run_dir, epoch).parent.glob("epoch_*.pt"):
-        with suppress(ValueError):
-            if int(old.stem.removeprefix("epoch_")) <= epoch - KEEP:
-                old.unlink(missing_ok=True)
+    for old in files.stale_checkpoints(epoch):
+        old.unlink(missing_ok=True)
 
 
-def clear_checkpoints(run_dir: Path) -> None:
-    """Forget an earlier attempt's checkpoints (a run restarting from epoch 0)."""
-    shutil.rmtree(checkpoint_path(run_dir, 0).parent, ignore_errors=True)
-
-
-def load_checkpoint(run_dir: Path, epoch: int) -> dict[str, Any]:
+def load_checkpoint(files: RunFiles, epoch: int) -> dict[str, Any]:
     """The checkpoint's contents on the CPU; FileNotFoundError when it is not there."""
-    return torch.load(checkpoint_path(run_dir, epoch), map_location="cpu", weights_only=True)
+    return torch.load(files.checkpoint(epoch), map_location="cpu", weights_only=True)
 
 
-def save_snapshot(run_dir: Path, epoch: int, state_dict: Mapping[str, torch.Tensor]) -> None:
+def save_snapshot(files: RunFiles, epoch: int, state_dict: Mapping[str, torch.Tensor]) -> None:
     """The weights after ``epoch`` as an ``.npz`` keyed by ``state_dict`` name."""
     arrays = {name: t.detach().cpu().numpy() for name, t in state_dict.items()}
-    path = snapshot_file(run_dir, epoch)
+    path = files.snapshot(epoch)
     _write_run_file(f"the weights of epoch {epoch}", path, lambda f: np.savez(f, **arrays))

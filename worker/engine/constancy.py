@@ -87,23 +87,6 @@ def _count_chunk(
     histogram.index_add_(0, position, ws.ones[:n])
 
 
-def constant_counts(
-    prev: torch.Tensor,
-    curr: torch.Tensor,
-    tolerances: Sequence[float],
-    basis: Basis = "previous",
-    *,
-    chunk: int = 1 << 16,
-) -> torch.Tensor:
-    """Counts (int64, one per tolerance, on the tensors' device) of constant weights.
-
-    ``tolerances`` must be ascending. A one-off convenience; ``ConstancyMeter`` reuses its
-    buffers across epochs.
-    """
-    meter = ConstancyMeter([prev], tolerances, basis, chunk=chunk)
-    return meter.measure([curr])[0]
-
-
 class ConstancyMeter:
     """Keeps the previous epoch's measured weights and counts constant weights against them."""
 

@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
+from server.experiment import dataset_sizes
 from worker.engine.cifar import load_cifar10
 from worker.engine.dataset import Dataset
 from worker.engine.synthetic import synthetic
@@ -19,7 +20,7 @@ def load_dataset(
     """The named dataset, cut to its first ``train_size`` / ``test_size`` samples."""
     if name == "synthetic":
         # Generated at the requested size: sample i is the same whatever the size.
-        return synthetic(train_size or 50_000, test_size or 10_000)
+        return synthetic(*dataset_sizes(name, train_size, test_size))
     data = load_cifar10(data_dir, allow_download=allow_download)
     return Dataset(
         data.train.first(train_size, "train_size"), data.test.first(test_size, "test_size")

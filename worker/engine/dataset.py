@@ -29,6 +29,3 @@ class Split:
 class Dataset:
     train: Split
     test: Split
-
-    def to(self, device: torch.device) -> "Dataset":
-        return Dataset(self.train.to(device), self.test.to(device))

@@ -5,8 +5,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-IN_FEATURES = 3 * 32 * 32
-CLASSES = 10
+from server.experiment import layer_sizes
 
 
 class MLP(nn.Module):
@@ -14,7 +13,7 @@ class MLP(nn.Module):
 
     def __init__(self, hidden_sizes: list[int]) -> None:
         super().__init__()
-        sizes = [IN_FEATURES, *hidden_sizes, CLASSES]
+        sizes = layer_sizes(hidden_sizes)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

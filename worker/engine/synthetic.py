@@ -9,8 +9,8 @@ smaller dataset is exactly the first samples of a larger one.
 import numpy as np
 import torch
 
+from server.experiment import CLASSES, DATASET_SIZES
 from worker.engine.dataset import Dataset, Split
-from worker.engine.model import CLASSES
 
 _CHUNK = 1000  # samples drawn per generator, so sample i does not depend on the split's size
 _BLOCKS = 8  # pattern resolution: 8 x 8 blocks of 4 x 4 pixels
@@ -19,7 +19,10 @@ _NOISE = 50.0
 _SHIFT = 2  # largest shift, pixels, each direction
 
 
-def synthetic(train_size: int = 50_000, test_size: int = 10_000, seed: int = 0) -> Dataset:
+TRAIN_SIZE, TEST_SIZE = DATASET_SIZES["synthetic"]
+
+
+def synthetic(train_size: int = TRAIN_SIZE, test_size: int = TEST_SIZE, seed: int = 0) -> Dataset:
     patterns = _patterns(seed)
     return Dataset(
         train=_split(patterns, [seed, 1], train_size), test=_split(patterns, [seed, 2], test_size)

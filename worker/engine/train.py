@@ -1,4 +1,4 @@
-"""The engine's entry point: a run spec in, one result per epoch out; resumable, cancellable."""
+"""The engine's entry point: a run spec in, one record per epoch out; resumable, cancellable."""
 
 import math
 import pickle
@@ -11,17 +11,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from server.experiment import TEST_PASS_SAMPLES
+from server.jobs import EpochRecord, TensorInfo
+from server.runfiles import RunFiles
 from server.schemas import RunSpec
-from worker.engine.checkpoint import (
-    checkpoint_path,
-    clear_checkpoints,
-    load_checkpoint,
-    save_checkpoint,
-    save_snapshot,
-)
+from worker.engine.checkpoint import load_checkpoint, save_checkpoint, save_snapshot
 from worker.engine.constancy import ConstancyMeter
 from worker.engine.data import load_dataset
-from worker.engine.dataset import Split
 from worker.engine.devices import describe, resolve_device
 from worker.engine.model import build_model
 
@@ -34,27 +30,42 @@ class TrainingDiverged(Exception):
     """A loss or weight statistic stopped being finite: the run's numbers mean nothing from here."""
 
 
-class CheckpointMissing(Exception):
-    """No usable checkpoint for the requested start epoch (the message says where it looked)."""
-
-
 @dataclass(frozen=True)
-class TensorInfo:
-    index: int  # 0.. : the Linear weights in layer order, then (include_biases) their biases
-    name: str  # state_dict key, e.g. "layers.0.weight"
-    parameters: int
+class Start:
+    """Where a claimed run starts: after ``epoch`` from ``state``, or afresh at epoch 0."""
+
+    epoch: int
+    state: dict[str, Any] | None = None  # the checkpoint of ``epoch`` (None at epoch 0)
+    # Why a run that had stored epochs starts again from 0 (its checkpoint's problem).
+    restarted_because: str | None = None
 
 
-@dataclass(frozen=True)
-class EpochResult:
-    epoch: int  # 1..E
-    train_loss: float  # mean of the epoch's batch losses
-    train_accuracy: float  # share of training samples classified right while training
-    test_loss: float  # mean of the test batches' losses
-    test_accuracy: float
-    epoch_seconds: float  # training, test pass, constancy, checkpoint and snapshot
-    counts: list[list[int]]  # counts[tensor index][tolerance index]
-    variances: list[float]  # each measured tensor's weight variance (ddof 0) after the epoch
+def resume_point(spec: RunSpec, files: RunFiles, epochs_done: int, device: torch.device) -> Start:
+    """The one place that decides where a claimed run starts: after its last stored epoch when
+    that epoch's checkpoint is this run's and usable on ``device``, else at epoch 0.
+
+    A fresh start forgets the checkpoints an earlier attempt left (never to be resumed from)."""
+    problem = None
+    if epochs_done:
+        path = files.checkpoint(epochs_done)
+        try:
+            state = load_checkpoint(files, epochs_done)
+        except FileNotFoundError:
+            problem = f"no checkpoint of epoch {epochs_done}: {path} not found"
+        except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
+            problem = f"checkpoint {path} is unreadable: {exc}"
+        else:
+            if state.get("epoch") != epochs_done or state.get("spec") != _spec_key(spec):
+                problem = f"checkpoint {path} belongs to another run spec or epoch"
+            elif state.get("device_type") != device.type:
+                problem = (
+                    f"checkpoint {path} was written on {state.get('device_type')}; resuming on "
+                    f"{device.type} would not reproduce the run"
+                )
+            else:
+                return Start(epochs_done, state)
+    files.clear_checkpoints()
+    return Start(0, restarted_because=problem)
 
 
 def make_optimizer(spec: RunSpec, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -85,30 +96,26 @@ def _spec_key(spec: RunSpec) -> dict[str, Any]:
 
 
 class Training:
-    """One run: ``epochs()`` yields each epoch's result once its checkpoint is on disk.
+    """One run from ``start`` (see ``resume_point``): ``epochs()`` yields each epoch's record
+    once its checkpoint is on disk.
 
-    After ``TrainingStopped`` (or any error) the object is spent; resume with a new one from the
-    last checkpoint (``start_epoch``).
+    After ``TrainingStopped`` (or any error) the object is spent; resume with a new one.
     """
 
     def __init__(
         self,
         spec: RunSpec,
         *,
-        run_dir: Path,
+        files: RunFiles,
         data_dir: Path,
-        device: str = "auto",
+        device: torch.device,
+        start: Start,
         allow_download: bool = True,
-        start_epoch: int = 0,
     ) -> None:
-        if not 0 <= start_epoch <= spec.epochs:
-            raise ValueError(f"start_epoch {start_epoch} is outside 0..{spec.epochs}")
         self.spec = spec
-        self.run_dir = Path(run_dir)
-        self._device = resolve_device(device)
-        self.device = describe(self._device)
-        # Checked before the data loads: a worker falls back to epoch 0 when this fails.
-        checkpoint = self._load_checkpoint(start_epoch) if start_epoch else None
+        self.files = files
+        self._device = device
+        self.device = describe(device)
         data = load_dataset(
             spec.dataset,
             data_dir=Path(data_dir),
@@ -117,10 +124,10 @@ class Training:
             test_size=spec.test_size,
         )
         # On CUDA the whole dataset lives on the GPU as uint8; batches are gathered by index.
-        self._train, self._test = data.train.to(self._device), data.test.to(self._device)
-        self._model = build_model(spec.hidden_sizes, spec.seed).to(self._device)
+        self._train, self._test = data.train.to(device), data.test.to(device)
+        self._model = build_model(spec.hidden_sizes, spec.seed).to(device)
         self._optimizer = make_optimizer(spec, self._model.parameters())
-        self._shuffle = torch.Generator(device=self._device)
+        self._shuffle = torch.Generator(device=device)
         self._shuffle.manual_seed(spec.seed)
 
         layers = range(len(self._model.layers))
@@ -133,28 +140,41 @@ class Training:
             TensorInfo(index=i, name=name, parameters=params[name].numel())
             for i, name in enumerate(names)
         ]
-        self._epoch = start_epoch
-        if checkpoint is None:
+        self._epoch = start.epoch
+        if start.state is None:
             self.initial_variances: list[float] = self._variances().tolist()
         else:
-            self._model.load_state_dict(checkpoint["model"])
-            self._optimizer.load_state_dict(checkpoint["optimizer"])
-            self._shuffle.set_state(checkpoint["shuffle_rng"])
-            self.initial_variances = list(checkpoint["initial_variances"])
+            self._model.load_state_dict(start.state["model"])
+            self._optimizer.load_state_dict(start.state["optimizer"])
+            self._shuffle.set_state(start.state["shuffle_rng"])
+            self.initial_variances = list(start.state["initial_variances"])
         self._meter = ConstancyMeter(
             self._measured,
             spec.tolerances,
             spec.basis,
-            chunk=1 << 18 if self._device.type == "cuda" else 1 << 16,
+            chunk=1 << 18 if device.type == "cuda" else 1 << 16,
+        )
+        # Each test sample's loss, so the test loss can be averaged per batch_size batch.
+        self._test_losses = torch.empty(len(self._test), device=device)
+
+    @classmethod
+    def fresh(
+        cls, spec: RunSpec, files: RunFiles, data_dir: Path, device: str = "cpu"
+    ) -> "Training":
+        """A run from epoch 0 (benchmarks and tests that need no resume)."""
+        resolved = resolve_device(device)
+        return cls(
+            spec,
+            files=files,
+            data_dir=data_dir,
+            device=resolved,
+            start=resume_point(spec, files, 0, resolved),
         )
 
-    def epochs(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[EpochResult]:
-        """Epochs start_epoch+1 .. spec.epochs; ``should_stop`` is polled between batches."""
-        if self._epoch == 0:
-            # Left over from an attempt that started earlier: never to be resumed from now.
-            clear_checkpoints(self.run_dir)
-            if self.spec.keep_snapshots:
-                save_snapshot(self.run_dir, 0, self._model.state_dict())
+    def epochs(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[EpochRecord]:
+        """Epochs start.epoch+1 .. spec.epochs; ``should_stop`` is polled between batches."""
+        if self._epoch == 0 and self.spec.keep_snapshots:
+            save_snapshot(self.files, 0, self._model.state_dict())
         while self._epoch < self.spec.epochs:
             started = time.perf_counter()
             epoch = self._epoch + 1
@@ -169,7 +189,7 @@ class Training:
             counts_list = counts.tolist()
             self._save(epoch)
             self._epoch = epoch
-            yield EpochResult(
+            yield EpochRecord(
                 epoch=epoch,
                 train_loss=stats[0],
                 train_accuracy=stats[1],
@@ -183,43 +203,55 @@ class Training:
     def _device_epoch(self, should_stop: Callable[[], bool]) -> tuple[torch.Tensor, torch.Tensor]:
         """Queue an epoch's work without waiting for the device: [train loss, train accuracy,
         test loss, test accuracy, *variances] (float64) and the constancy counts."""
-        train = self._run_split(self._train, should_stop, training=True)
-        test = self._run_split(self._test, should_stop, training=False)
+        train = self._train_pass(should_stop)
+        test = self._test_pass(should_stop)
         counts = self._meter.measure(self._measured)
         return torch.cat([train, test, self._variances()]), counts
 
-    def _run_split(
-        self, split: Split, should_stop: Callable[[], bool], *, training: bool
-    ) -> torch.Tensor:
-        """One pass over a split: [mean batch loss, accuracy] as a float64 device tensor."""
-        size, batch_size = len(split), self.spec.batch_size
+    def _train_pass(self, should_stop: Callable[[], bool]) -> torch.Tensor:
+        """One shuffled pass over the training split: [mean batch loss, accuracy] (float64)."""
+        split, batch_size = self._train, self.spec.batch_size
+        size = len(split)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self._device)
         correct = torch.zeros((), dtype=torch.int64, device=self._device)
-        if training:
-            order = torch.randperm(size, generator=self._shuffle, device=self._device)
-        self._model.train(training)
-        with torch.set_grad_enabled(training):
-            for start in range(0, size, batch_size):
-                if should_stop():
-                    raise TrainingStopped(f"stopped during epoch {self._epoch + 1}")
-                if training:
-                    index = order[start : start + batch_size]
-                    images = split.images.index_select(0, index)
-                    labels = split.labels.index_select(0, index)
-                else:
-                    images = split.images[start : start + batch_size]
-                    labels = split.labels[start : start + batch_size]
-                # Pixels to [0, 1] exactly as torchvision's ToTensor does.
-                logits = self._model(images.float().div_(255))
-                loss = F.cross_entropy(logits, labels)
-                if training:
-                    self._optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self._optimizer.step()
-                loss_sum += loss.detach()
-                correct += (logits.argmax(1) == labels).sum()
+        order = torch.randperm(size, generator=self._shuffle, device=self._device)
+        self._model.train()
+        for start in range(0, size, batch_size):
+            if should_stop():
+                raise TrainingStopped(f"stopped during epoch {self._epoch + 1}")
+            index = order[start : start + batch_size]
+            labels = split.labels.index_select(0, index)
+            logits = self._model(_pixels(split.images.index_select(0, index)))
+            loss = F.cross_entropy(logits, labels)
+            self._optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self._optimizer.step()
+            loss_sum += loss.detach()
+            correct += (logits.argmax(1) == labels).sum()
         batches = -(-size // batch_size)
         return torch.stack([loss_sum / batches, correct.double() / size])
+
+    @torch.no_grad()
+    def _test_pass(self, should_stop: Callable[[], bool]) -> torch.Tensor:
+        """The test split, TEST_PASS_SAMPLES at a time: [loss, accuracy] (float64). The loss is
+        the mean of per-batch means over consecutive batch_size samples, as the seed's test
+        loop of batch_size batches reports it."""
+        split, losses = self._test, self._test_losses
+        size = len(split)
+        correct = torch.zeros((), dtype=torch.int64, device=self._device)
+        self._model.eval()
+        for start in range(0, size, TEST_PASS_SAMPLES):
+            if should_stop():
+                raise TrainingStopped(f"stopped during epoch {self._epoch + 1}")
+            labels = split.labels[start : start + TEST_PASS_SAMPLES]
+            logits = self._model(_pixels(split.images[start : start + TEST_PASS_SAMPLES]))
+            losses[start : start + TEST_PASS_SAMPLES] = F.cross_entropy(
+                logits, labels, reduction="none"
+            )
+            correct += (logits.argmax(1) == labels).sum()
+        return torch.stack(
+            [_mean_of_batch_means(losses, self.spec.batch_size), correct.double() / size]
+        )
 
     def _variances(self) -> torch.Tensor:
         with torch.no_grad():
@@ -227,7 +259,7 @@ class Training:
 
     def _save(self, epoch: int) -> None:
         save_checkpoint(
-            self.run_dir,
+            self.files,
             epoch,
             {
                 "epoch": epoch,
@@ -242,22 +274,19 @@ class Training:
             },
         )
         if self.spec.keep_snapshots:
-            save_snapshot(self.run_dir, epoch, self._model.state_dict())
+            save_snapshot(self.files, epoch, self._model.state_dict())
 
-    def _load_checkpoint(self, epoch: int) -> dict[str, Any]:
-        """The state saved after ``epoch``, if it is this run's and usable on this device."""
-        path = checkpoint_path(self.run_dir, epoch)
-        try:
-            state = load_checkpoint(self.run_dir, epoch)
-        except FileNotFoundError as exc:
-            raise CheckpointMissing(f"no checkpoint of epoch {epoch}: {path} not found") from exc
-        except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
-            raise CheckpointMissing(f"checkpoint {path} is unreadable: {exc}") from exc
-        if state.get("epoch") != epoch or state.get("spec") != _spec_key(self.spec):
-            raise CheckpointMissing(f"checkpoint {path} belongs to another run spec or epoch")
-        if state.get("device_type") != self._device.type:
-            raise CheckpointMissing(
-                f"checkpoint {path} was written on {state.get('device_type')}; resuming on "
-                f"{self._device.type} would not reproduce the run"
-            )
-        return state
+
+def _pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels to [0, 1] exactly as torchvision's ToTensor does."""
+    return images.float().div_(255)
+
+
+def _mean_of_batch_means(losses: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The mean over consecutive ``batch_size`` chunks of ``losses`` of each chunk's mean
+    (the last chunk may be shorter), in float64."""
+    full = losses.numel() // batch_size * batch_size
+    means = [losses[:full].view(-1, batch_size).mean(1)]
+    if full < losses.numel():
+        means.append(losses[full:].mean().reshape(1))
+    return torch.cat(means).double().mean()

@@ -31,33 +31,29 @@ function updateCompare() {
     ticked ? `${ticked} ticked` : "tick two or more runs to compare them";
 }
 
-// A live part (data-live-url) polls its own URL; the server answers 304 (ETag) until a run's
-// status or epochs change, and then the part's new HTML replaces the old one.
+// A live part (data-live-url) polls its own URL. The server tags each answer (ETag) and says
+// 304 while it is unchanged; the browser's cache turns that back into the same body and tag,
+// and only a new tag (a run moved on) replaces the part.
 const POLL_MS = 2000;
 
 async function follow(part) {
-  let etag = part.dataset.etag || "";
+  let etag = null;
   while (part.dataset.live === "true") {
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     let response;
     try {
-      response = await fetch(part.dataset.liveUrl, {
-        cache: "no-cache", headers: { "If-None-Match": etag },
-      });
+      response = await fetch(part.dataset.liveUrl, { cache: "no-cache" });
     } catch {
       continue; // the server restarting: try again at the next tick
     }
-    if (response.status === 304 || !response.ok) continue;
-    const tag = response.headers.get("ETag") || "";
-    const html = await response.text();
-    if (tag === etag) continue;
+    const tag = response.headers.get("ETag");
+    if (!response.ok || tag === etag) continue;
     const template = document.createElement("template");
-    template.innerHTML = html.trim();
+    template.innerHTML = (await response.text()).trim();
     const fresh = template.content.firstElementChild;
-    part.replaceWith(fresh);
+    part.replaceWith(fresh); // same figure URLs: the browser keeps their images
     part = fresh;
     etag = tag;
-    part.dispatchEvent(new CustomEvent("decaylab:updated", { bubbles: true }));
   }
 }
 

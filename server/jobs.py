@@ -1,14 +1,22 @@
-"""Writing runs: what the API does to them and what a worker does while it holds one.
+"""The job protocol: how a worker claims a run, holds it, records it epoch by epoch and ends it.
 
-Functions take a Session and leave committing to the caller (one transaction per call site).
-Worker writes are guarded by the worker's ``Lease``: each is a conditional UPDATE that changes
-nothing once another worker has taken the run over, and then raises ``LeaseLost``.
+    claim_run ─▶ start_training ─▶ record_epoch × E ─▶ finish_run
+        │              (renew_lease every few seconds; it reports cancel requests)
+        └─ a worker that stops hands the run back (release_run) or lets its lease lapse;
+           the next claim resumes it from ``epochs_done``.
+
+Where a claimed run starts (from its last stored epoch, or again from epoch 0) is decided once,
+by the engine's ``resume_point`` (it needs the checkpoint); ``start_training`` records that
+decision. The record types below are what the engine yields and these functions write.
+
+Functions take a Session and leave committing to the caller (one transaction per step). Every
+write is guarded by the worker's ``Lease``: a conditional UPDATE that changes nothing once
+another worker has taken the run over, and then raises ``LeaseLost``.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from sqlalchemy import (
     ColumnElement,
@@ -38,94 +46,31 @@ from server.models import (
 from server.schemas import RunSpec, RunStatus
 
 
-class RunNotFound(LookupError):
-    """No run with that id (the API answers 404)."""
-
-
 class LeaseLost(Exception):
     """The worker no longer holds the run: it was taken over, cancelled away or deleted."""
 
 
-class TensorLike(Protocol):
+@dataclass(frozen=True)
+class TensorInfo:
+    """A measured tensor: the Linear weights in layer order, then (include_biases) biases."""
+
     index: int
-    name: str
+    name: str  # state_dict key, e.g. "layers.0.weight"
     parameters: int
 
 
-class EpochLike(Protocol):
-    """One finished epoch as the engine reports it (``worker.engine.train.EpochResult``)."""
+@dataclass(frozen=True)
+class EpochRecord:
+    """One finished epoch, as the engine yields it and ``record_epoch`` stores it."""
 
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    test_loss: float
+    epoch: int  # 1..E
+    train_loss: float  # mean of the epoch's batch losses
+    train_accuracy: float  # share of training samples classified right while training
+    test_loss: float  # mean of the test batches' losses
     test_accuracy: float
-    epoch_seconds: float
-    counts: list[list[int]]
-    variances: list[float]
-
-
-# --- the API's side ------------------------------------------------------------------------
-
-
-def create_run(session: Session, spec: RunSpec) -> Run:
-    run = Run(name=spec.name, spec=spec.model_dump(mode="json"), status=RunStatus.queued.value)
-    session.add(run)
-    session.flush()
-    return run
-
-
-def get_run(session: Session, run_id: int, *, for_update: bool = False) -> Run:
-    query = select(Run).where(Run.id == run_id)
-    if for_update:
-        # PostgreSQL: holds off a worker's claim until this transaction ends (SQLite: no-op).
-        query = query.with_for_update()
-    run = session.scalars(query).one_or_none()
-    if run is None:
-        raise RunNotFound(f"run {run_id} not found")
-    return run
-
-
-def list_runs(
-    session: Session, status: RunStatus | None, limit: int, offset: int
-) -> tuple[int, Sequence[Run]]:
-    """Newest first."""
-    where = [] if status is None else [Run.status == status.value]
-    total = session.scalar(select(func.count()).select_from(Run).where(*where)) or 0
-    runs = session.scalars(
-        select(Run).where(*where).order_by(Run.id.desc()).limit(limit).offset(offset)
-    ).all()
-    return total, runs
-
-
-def request_cancel(session: Session, run_id: int) -> Run:
-    """Cancel a run no worker holds (queued, or its lease lapsed) now; flag a held one.
-
-    A worker that holds the run sees the flag within a heartbeat and stops at the next batch."""
-    run = get_run(session, run_id, for_update=True)
-    lifecycle.check(run.status, RunStatus.cancelled)
-    now = utcnow()
-    held = run.status == RunStatus.running and run.lease_expires_at is not None
-    if held and run.lease_expires_at > now:
-        stmt = update(Run).where(Run.id == run_id)
-    else:
-        stmt = lifecycle.transition(
-            RunStatus.cancelled, Run.id == run_id, finished_at=now, lease_expires_at=None
-        )
-    session.execute(stmt.values(cancel_requested=True).execution_options(synchronize_session=False))
-    session.refresh(run)
-    return run
-
-
-def delete_run(session: Session, run_id: int) -> None:
-    """Remove a run that is not running, with every row that refers to it."""
-    run = get_run(session, run_id, for_update=True)
-    if run.status == RunStatus.running:
-        raise lifecycle.InvalidTransition(f"run {run_id} is running; cancel it first")
-    session.execute(delete(Run).where(Run.id == run_id))
-
-
-# --- the worker's side ---------------------------------------------------------------------
+    epoch_seconds: float  # training, test pass, constancy, checkpoint and snapshot
+    counts: list[list[int]]  # counts[tensor index][tolerance index]
+    variances: list[float]  # each measured tensor's weight variance (ddof 0) after the epoch
 
 
 @dataclass(frozen=True)
@@ -204,26 +149,28 @@ def renew_lease(session: Session, lease: Lease, lease_seconds: float) -> bool:
     return cancel_requested
 
 
-def _update_held(
-    session: Session, lease: Lease, *where: ColumnElement[bool], **values: object
-) -> None:
-    _execute_held(session, lease, update(Run).where(*lease.held(), *where).values(**values))
-
-
 def start_training(
     session: Session,
     lease: Lease,
+    *,
+    start_epoch: int,
     device: str,
-    tensors: Sequence[TensorLike],
+    tensors: Sequence[TensorInfo],
     initial_variances: Sequence[float],
+    note: str | None = None,
 ) -> None:
-    """Record the device, and on a fresh start the measured tensors and their epoch-0 stats."""
-    _update_held(session, lease, device=device)
-    if session.scalar(select(Run.epochs_done).where(Run.id == lease.run_id)):
+    """Record where the held run starts: after its stored epoch ``start_epoch`` (a resume), or
+    at epoch 0, forgetting whatever an earlier claim stored and saying why in ``note``."""
+    if start_epoch:
+        _update_held(session, lease, Run.epochs_done == start_epoch, device=device)
         return
-    # A claim that died before its first epoch may have written these already.
-    session.execute(delete(RunLayer).where(RunLayer.run_id == lease.run_id))
-    session.execute(delete(LayerEpochStats).where(LayerEpochStats.run_id == lease.run_id))
+    values: dict[str, object] = {"device": device, "epochs_done": 0}
+    if note is not None:
+        values["note"] = note
+    _update_held(session, lease, **values)
+    # A claim that died before its first epoch, or a run restarting, may have stored rows.
+    for table in (ConstancyCount, LayerEpochStats, EpochMetrics, RunLayer):
+        session.execute(delete(table).where(table.run_id == lease.run_id))
     session.execute(
         insert(RunLayer),
         [
@@ -234,14 +181,7 @@ def start_training(
     _insert_variances(session, lease.run_id, 0, initial_variances)
 
 
-def reset_progress(session: Session, lease: Lease, note: str) -> None:
-    """Forget every stored epoch so the run can start again from epoch 0, and say why."""
-    _update_held(session, lease, epochs_done=0, note=note)
-    for table in (ConstancyCount, LayerEpochStats, EpochMetrics, RunLayer):
-        session.execute(delete(table).where(table.run_id == lease.run_id))
-
-
-def record_epoch(session: Session, lease: Lease, result: EpochLike, lease_seconds: float) -> None:
+def record_epoch(session: Session, lease: Lease, result: EpochRecord, lease_seconds: float) -> None:
     """Store one epoch's metrics, weight stats and exact counts, and advance epochs_done."""
     _update_held(
         session,
@@ -278,18 +218,6 @@ def record_epoch(session: Session, lease: Lease, result: EpochLike, lease_second
     )
 
 
-def _insert_variances(
-    session: Session, run_id: int, epoch: int, variances: Sequence[float]
-) -> None:
-    session.execute(
-        insert(LayerEpochStats),
-        [
-            {"run_id": run_id, "epoch": epoch, "layer_index": i, "variance": v}
-            for i, v in enumerate(variances)
-        ],
-    )
-
-
 def finish_run(session: Session, lease: Lease, status: RunStatus, error: str | None = None) -> None:
     """End a held run as succeeded, failed or cancelled."""
     stmt = lifecycle.transition(
@@ -302,6 +230,24 @@ def release_run(session: Session, lease: Lease) -> None:
     """Hand a held run back to the queue; the next claim resumes it from its last checkpoint."""
     stmt = lifecycle.transition(RunStatus.queued, *lease.held(), lease_expires_at=None)
     _execute_held(session, lease, stmt)
+
+
+def _insert_variances(
+    session: Session, run_id: int, epoch: int, variances: Sequence[float]
+) -> None:
+    session.execute(
+        insert(LayerEpochStats),
+        [
+            {"run_id": run_id, "epoch": epoch, "layer_index": i, "variance": v}
+            for i, v in enumerate(variances)
+        ],
+    )
+
+
+def _update_held(
+    session: Session, lease: Lease, *where: ColumnElement[bool], **values: object
+) -> None:
+    _execute_held(session, lease, update(Run).where(*lease.held(), *where).values(**values))
 
 
 def _execute_held(session: Session, lease: Lease, stmt: Update) -> None:

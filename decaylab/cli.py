@@ -1,0 +1,448 @@
+"""The ``decaylab`` command line: submit, follow, list, compare and export runs.
+
+Every command talks to the API through :class:`decaylab.Client` (``--url``/``DECAYLAB_URL``,
+``--token``/``DECAYLAB_API_TOKEN``); human output by default, ``--json`` for scripts."""
+
+import itertools
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import pandas as pd
+
+from decaylab.client import (
+    DEFAULT_URL,
+    ApiError,
+    Client,
+    DecaylabError,
+    NotFound,
+    Run,
+    Scope,
+)
+
+# Exit codes (also in `decaylab --help`).
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1  # a run waited for ended failed or cancelled
+EXIT_USAGE = 2  # bad command line (click's own code)
+EXIT_REFUSED = 3  # the API refused the request (invalid spec or parameter, conflict, token)
+EXIT_NOT_FOUND = 4  # no such run, tolerance or layer
+EXIT_UNREACHABLE = 5  # the API could not be reached, or failed
+
+EXIT_CODES_HELP = f"""Exit codes: {EXIT_OK} success; {EXIT_RUN_FAILED} a run waited for did not
+succeed; {EXIT_USAGE} bad command line; {EXIT_REFUSED} the API refused the request (invalid spec
+or value, conflict, token); {EXIT_NOT_FOUND} no such run, tolerance or layer;
+{EXIT_UNREACHABLE} the API could not be reached or failed."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CommandFailed(click.ClickException):
+    """A client error as a message on stderr and the exit code that says what kind it was."""
+
+    def __init__(self, error: DecaylabError) -> None:
+        super().__init__(str(error))
+        if isinstance(error, NotFound):
+            self.exit_code = EXIT_NOT_FOUND
+        elif isinstance(error, ApiError):
+            self.exit_code = EXIT_REFUSED
+        else:
+            self.exit_code = EXIT_UNREACHABLE
+
+
+class Commands(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DecaylabError as error:
+            raise CommandFailed(error) from error
+
+
+class ListOf(click.ParamType):
+    """A comma-separated list, e.g. ``--hidden-sizes 512,512,512``."""
+
+    def __init__(self, item: type[int] | type[float]) -> None:
+        self.item = item
+        self.name = f"{item.__name__},…"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, list):
+            return value
+        try:
+            return [self.item(part) for part in str(value).split(",")]
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of {self.item.__name__}s", param)
+
+
+class ScopeType(click.ParamType):
+    name = "all|last2|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value in ("all", "last2") or isinstance(value, int):
+            return value
+        if str(value).isdigit():
+            return int(value)
+        self.fail(f"{value!r} is not all, last2 or a layer index", param)
+
+
+@dataclass(frozen=True)
+class SpecField:
+    """A field of the run spec (server/schemas.py RunSpec) and its ``submit`` flag."""
+
+    name: str
+    type: click.ParamType
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+# The run spec's fields, in the API's order; tests check them against the server's RunSpec.
+# Bool fields are on/off flags; every other flag may be repeated (one run per value).
+SPEC_FIELDS = (
+    SpecField("name", click.STRING, "label of the run"),
+    SpecField("weight_decay", click.FLOAT, "weight decay (L2), >= 0"),
+    SpecField("epochs", click.INT, "epochs to train, 1..1000"),
+    SpecField("tolerances", ListOf(float), "comma-separated tolerances, e.g. 0,0.001,0.01,0.1"),
+    SpecField("learning_rate", click.FLOAT, "learning rate, > 0"),
+    SpecField("momentum", click.FLOAT, "momentum (Adam's beta1), 0 <= m < 1"),
+    SpecField("batch_size", click.INT, "batch size, 1..8192"),
+    SpecField("hidden_sizes", ListOf(int), "comma-separated hidden layer sizes, e.g. 512,512,512"),
+    SpecField("optimizer", click.Choice(["sgd", "adam", "adamw"]), "optimizer"),
+    SpecField("dataset", click.Choice(["cifar10", "synthetic"]), "data set"),
+    SpecField("train_size", click.INT, "train on the first N samples"),
+    SpecField("test_size", click.INT, "test on the first N samples"),
+    SpecField("seed", click.INT, "seed of the model's init and the shuffling"),
+    SpecField("basis", click.Choice(["previous", "next"]), "reference weight of the tolerance"),
+    SpecField("include_biases", click.BOOL, "also measure the bias vectors"),
+    SpecField("keep_snapshots", click.BOOL, "keep every epoch's weights for download"),
+)
+
+
+def spec_options(command: F) -> F:
+    """One ``submit`` flag per spec field, named after it (``--train-size`` for train_size)."""
+    for spec_field in reversed(SPEC_FIELDS):
+        if spec_field.type is click.BOOL:
+            no_flag = "--no-" + spec_field.flag[2:]
+            option = click.option(
+                f"{spec_field.flag}/{no_flag}", spec_field.name, default=None, help=spec_field.help
+            )
+        else:
+            option = click.option(
+                spec_field.flag,
+                spec_field.name,
+                type=spec_field.type,
+                multiple=True,
+                help=spec_field.help,
+            )
+        command = option(command)
+    return command
+
+
+def json_option(command: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")(
+        command
+    )
+
+
+def run_ids(command: F) -> F:
+    return click.argument("runs", nargs=-1, required=True, type=click.IntRange(min=1))(command)
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2))
+
+
+def grid(base: dict[str, Any], flags: dict[str, Any]) -> list[dict[str, Any]]:
+    """One spec per combination of the repeated flags' values, over ``base``.
+
+    A run of a grid without a name is named after the values that vary (weight_decay=0.001)."""
+    varied = {name: values for name, values in flags.items() if values not in ((), None)}
+    repeated = [name for name, values in varied.items() if isinstance(values, tuple)]
+    choices = [
+        varied[name] if isinstance(varied[name], tuple) else [varied[name]] for name in varied
+    ]
+    specs = []
+    for values in itertools.product(*choices):
+        spec = base | dict(zip(varied, values, strict=True))
+        several = [name for name in repeated if len(varied[name]) > 1]
+        if several and "name" not in spec:
+            spec["name"] = " ".join(f"{name}={_text(spec[name])}" for name in several)
+        specs.append(spec)
+    return specs
+
+
+def _text(value: Any) -> str:
+    """A flag's value as it would be typed: 0 rather than 0.0, lists comma-separated."""
+    if isinstance(value, list):
+        return ",".join(map(_text, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def read_spec_file(path: Path | None) -> list[dict[str, Any]]:
+    """``--spec FILE.json``: one spec (an object) or several (a list of objects)."""
+    if path is None:
+        return [{}]
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise click.BadParameter(str(error), param_hint="--spec") from error
+    specs = loaded if isinstance(loaded, list) else [loaded]
+    if not all(isinstance(spec, dict) for spec in specs):
+        raise click.BadParameter("must hold a JSON object or a list of them", param_hint="--spec")
+    return specs
+
+
+def run_line(run: Run) -> str:
+    epochs = run.spec.get("epochs", "?")
+    line = f"run {run.id}  {run.status:<9}  {run.epochs_done}/{epochs} epochs  {run.name or ''}"
+    return line + (f"  error: {run.error}" if run.error else "")
+
+
+def finish(runs: Sequence[Run], as_json: bool) -> None:
+    """Print the runs that were waited for; exit 1 unless every one succeeded."""
+    if as_json:
+        echo_json([run.json for run in runs])
+    else:
+        for run in runs:
+            click.echo(run_line(run))
+    if any(run.status != "succeeded" for run in runs):
+        click.get_current_context().exit(EXIT_RUN_FAILED)
+
+
+@click.group(cls=Commands, epilog=EXIT_CODES_HELP)
+@click.option(
+    "--url",
+    envvar="DECAYLAB_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    help="The API (env DECAYLAB_URL).",
+)
+@click.option("--token", envvar="DECAYLAB_API_TOKEN", help="Bearer token (env DECAYLAB_API_TOKEN).")
+@click.version_option(package_name="decaylab")
+@click.pass_context
+def cli(ctx: click.Context, url: str, token: str | None) -> None:
+    """Submit training runs to a decaylab API, follow them, read and export their analysis."""
+    ctx.obj = ctx.with_resource(Client(url, token))
+
+
+pass_client = click.make_pass_decorator(Client)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@spec_options
+@click.option(
+    "--spec",
+    "spec_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON file with a spec (or a list of specs); flags override its fields.",
+)
+@click.option("--wait", is_flag=True, help="Follow the runs until they end (progress bars).")
+@json_option
+@pass_client
+def submit(client: Client, spec_file: Path | None, wait: bool, as_json: bool, **flags: Any) -> None:
+    """Submit runs: every flag is a field of the run spec; a repeated flag submits one run per
+    value (all combinations when several are repeated).
+
+    \b
+    decaylab submit --dataset synthetic --epochs 5 --weight-decay 0 --weight-decay 0.001 --wait
+    """
+    specs = [spec for base in read_spec_file(spec_file) for spec in grid(base, flags)]
+    runs = [client.submit(spec) for spec in specs]
+    if wait:
+        finish(client.wait(runs, progress=True), as_json)
+    elif as_json:
+        echo_json([run.json for run in runs])
+    else:
+        for run in runs:
+            click.echo(f"submitted {run_line(run)}")
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@run_ids
+@json_option
+@pass_client
+def watch(client: Client, runs: tuple[int, ...], as_json: bool) -> None:
+    """Progress bars of RUNS until every one has ended; exit 1 unless all succeeded."""
+    finish(client.wait(runs, progress=True), as_json)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--status",
+    type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]),
+    help="Only runs in this status.",
+)
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@json_option
+@pass_client
+def ls(client: Client, status: str | None, limit: int, as_json: bool) -> None:
+    """List runs, newest first."""
+    runs = client.runs(status=status, limit=limit)
+    if as_json:
+        echo_json([run.json for run in runs])
+        return
+    if not runs:
+        click.echo("no runs")
+        return
+    table = pd.DataFrame(
+        {
+            "id": [run.id for run in runs],
+            "status": [run.status for run in runs],
+            "epochs": [f"{run.epochs_done}/{run.spec['epochs']}" for run in runs],
+            "weight_decay": [run.spec["weight_decay"] for run in runs],
+            "dataset": [run.spec["dataset"] for run in runs],
+            "created": [f"{run.created_at:%Y-%m-%d %H:%M:%S}" for run in runs],
+            "name": [run.name or "" for run in runs],
+        }
+    )
+    click.echo(table.to_string(index=False))
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("run", type=click.IntRange(min=1))
+@json_option
+@pass_client
+def show(client: Client, run: int, as_json: bool) -> None:
+    """One run: status, progress, errors and its whole spec."""
+    found = client.get(run)
+    if as_json:
+        echo_json(found.json)
+        return
+    fields = {k: v for k, v in found.json.items() if k != "spec" and v is not None}
+    width = max(map(len, [*fields, *found.spec]))
+    for key, value in fields.items():
+        click.echo(f"{key:<{width}}  {value}")
+    click.echo("spec:")
+    for key, value in found.spec.items():
+        click.echo(f"  {key:<{width}}  {json.dumps(value)}")
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@run_ids
+@json_option
+@pass_client
+def cancel(client: Client, runs: tuple[int, ...], as_json: bool) -> None:
+    """Cancel RUNS: a queued run at once, a running one at its next batch."""
+    cancelled = [client.cancel(run) for run in runs]
+    if as_json:
+        echo_json([run.json for run in cancelled])
+        return
+    for run in cancelled:
+        pending = " (cancel requested)" if run.cancel_requested else ""
+        click.echo(run_line(run) + pending)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@run_ids
+@json_option
+@pass_client
+def rm(client: Client, runs: tuple[int, ...], as_json: bool) -> None:
+    """Delete RUNS (not while running: cancel first), with their results and files."""
+    for run in runs:
+        client.delete(run)
+    if as_json:
+        echo_json({"deleted": list(runs)})
+    else:
+        click.echo(f"deleted {_runs_text(runs)}")
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("runs", nargs=-1, required=True, type=click.IntRange(min=1))
+@click.option("--tol", type=float, help="One tolerance (default: every one the runs share).")
+@click.option(
+    "--scope",
+    type=ScopeType(),
+    default="all",
+    show_default=True,
+    help="Mean of all layers, of the last two, or one layer's index.",
+)
+@click.option(
+    "--png",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the figure to this file instead of printing a table.",
+)
+@json_option
+@pass_client
+def compare(
+    client: Client,
+    runs: tuple[int, ...],
+    tol: float | None,
+    scope: Scope,
+    png: Path | None,
+    as_json: bool,
+) -> None:
+    """% of weights constant per epoch, RUNS side by side."""
+    if png is not None:
+        client.compare_png(runs, tol=tol, scope=scope).save(png)
+        click.echo(f"wrote {png}")
+        return
+    table = client.compare(runs, tol=tol, scope=scope)
+    if as_json:
+        click.echo(table.to_json(orient="records", indent=2))
+        return
+    labels = {
+        row.run_id: f"run {row.run_id} (wd {row.weight_decay:g})"
+        for row in table.drop_duplicates("run_id").itertuples()
+    }
+    for tolerance, rows in table.groupby("tolerance", sort=True):
+        click.echo(f"tolerance {tolerance:g}: % of weights constant ({_scope_text(scope)})")
+        wide = rows.pivot(index="epoch", columns="run_id", values="percent")
+        click.echo(wide.rename(columns=labels).to_string(float_format="{:.4f}".format) + "\n")
+
+
+def _scope_text(scope: Scope) -> str:
+    return {"all": "mean of all layers", "last2": "mean of the last two layers"}.get(
+        str(scope), f"layer {scope}"
+    )
+
+
+VIEWS: dict[str, Callable[[Client, int], pd.DataFrame]] = {
+    "constancy": Client.constancy,
+    "metrics": Client.metrics,
+    "weights": Client.weights,
+}
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("runs", nargs=-1, required=True, type=click.IntRange(min=1))
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv")
+@click.option(
+    "--view",
+    type=click.Choice(list(VIEWS)),
+    default="constancy",
+    show_default=True,
+    help="Which analysis: constancy (every tolerance), metrics or weight variances.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    required=True,
+    help="File to write.",
+)
+@pass_client
+def export(client: Client, runs: tuple[int, ...], fmt: str, view: str, output: Path) -> None:
+    """Write RUNS' analysis as one tidy table (a row per value, a run_id column)."""
+    table = pd.concat([VIEWS[view](client, run) for run in runs], ignore_index=True)
+    if fmt == "parquet":
+        try:
+            table.to_parquet(output, index=False)
+        except ImportError as error:
+            raise click.UsageError(
+                f"--format parquet needs pyarrow: pip install 'decaylab[parquet]' ({error})"
+            ) from error
+    else:
+        table.to_csv(output, index=False)
+    click.echo(f"wrote {len(table)} rows of {view} of {_runs_text(runs)} to {output}")
+
+
+def _runs_text(runs: Iterable[int]) -> str:
+    return ", ".join(f"run {run}" for run in runs)
+
+
+def main() -> None:
+    cli(prog_name="decaylab")

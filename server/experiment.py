@@ -1,0 +1,35 @@
+"""The experiment's facts (../shared/REFERENCE.md): the data's shape, the datasets' sizes and the
+seed's tolerances. The API's limits and the engine both read them from here."""
+
+from itertools import pairwise
+
+# A CIFAR image: 3 colour planes of 32 × 32 pixels, flattened for the MLP.
+IMAGE_SHAPE = (3, 32, 32)
+IN_FEATURES = 3 * 32 * 32
+CLASSES = 10
+# (train, test) samples: what CIFAR-10 has, and what the synthetic set generates by default.
+DATASET_SIZES: dict[str, tuple[int, int]] = {
+    "cifar10": (50_000, 10_000),
+    "synthetic": (50_000, 10_000),
+}
+# Test samples the engine forwards at once (the test loss is still the mean of the seed's
+# batch_size batches); the API's memory estimate counts them.
+TEST_PASS_SAMPLES = 1000
+# The tolerances of the seed's 2 × 2 grid of panels.
+SEED_TOLERANCES = [0.0, 0.001, 0.01, 0.1]
+
+
+def layer_sizes(hidden_sizes: list[int]) -> list[int]:
+    """Features at each boundary of the MLP: 3072 → hidden_sizes… → 10."""
+    return [IN_FEATURES, *hidden_sizes, CLASSES]
+
+
+def weight_shapes(hidden_sizes: list[int]) -> list[tuple[int, int]]:
+    """Each Linear layer's weight matrix as (out_features, in_features), layer 0 first."""
+    return [(b, a) for a, b in pairwise(layer_sizes(hidden_sizes))]
+
+
+def dataset_sizes(dataset: str, train_size: int | None, test_size: int | None) -> tuple[int, int]:
+    """The samples a run uses: what it asked for, else the whole dataset."""
+    train, test = DATASET_SIZES[dataset]
+    return train_size or train, test_size or test

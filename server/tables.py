@@ -1,0 +1,143 @@
+"""The analysis views as tidy tables: one row per value, for ``format=csv``.
+
+Pure functions from the views' response models to CSV text. Floats are written as ``repr``
+writes them (Python's shortest round-tripping form), so every number reads back equal to the
+JSON's. Column names are shared between the views: ``run_id``, ``tolerance``, ``epoch``,
+``layer`` (a layer's index, or ``all``/``last2`` for the means over the layers, the scopes of
+``/compare``), ``percent``."""
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import singledispatch
+from typing import Any
+
+from pydantic import BaseModel
+
+from server.schemas import (
+    CompareAllOut,
+    CompareOut,
+    ConstancyAllOut,
+    ConstancyOut,
+    MetricsOut,
+    WeightStatsOut,
+)
+
+Row = Sequence[Any]
+
+METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "epoch_seconds")
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: tuple[str, ...]
+    rows: list[Row]
+
+    def csv(self) -> str:
+        out = io.StringIO()
+        # csv writes floats with repr and None as an empty field.
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(self.columns)
+        writer.writerows(self.rows)
+        return out.getvalue()
+
+
+@singledispatch
+def table(view: BaseModel) -> Table:
+    """The tidy table of an analysis view."""
+    raise TypeError(f"no table for {type(view).__name__}")
+
+
+def csv_text(view: BaseModel) -> str:
+    return table(view).csv()
+
+
+@table.register
+def _metrics(view: MetricsOut) -> Table:
+    rows = [
+        (view.run_id, epoch, metric, value)
+        for metric in METRICS
+        for epoch, value in zip(view.epochs, getattr(view, metric), strict=True)
+    ]
+    return Table(columns=("run_id", "epoch", "metric", "value"), rows=rows)
+
+
+CONSTANCY_COLUMNS = (
+    "run_id",
+    "tolerance",
+    "basis",
+    "epoch",
+    "layer",
+    "name",
+    "parameters",
+    "constant",
+    "percent",
+)
+
+
+def _constancy_rows(view: ConstancyOut) -> Iterator[Row]:
+    head = (view.run_id, view.tolerance, view.basis)
+    for layer in view.layers:
+        for epoch, percent in zip(view.epochs, layer.percent, strict=True):
+            # The stored count behind the percentage (100 * count / parameters); rounding
+            # recovers it exactly for any layer size a run can have.
+            constant = round(percent * layer.parameters / 100)
+            yield (*head, epoch, layer.index, layer.name, layer.parameters, constant, percent)
+    # The means are of percentages (unweighted, over the weight matrices): no count behind them.
+    for scope, series in (("all", view.mean), ("last2", view.last_two_mean)):
+        for epoch, percent in zip(view.epochs, series, strict=True):
+            yield (*head, epoch, scope, None, None, None, percent)
+
+
+def _constancy_table(views: Iterable[ConstancyOut]) -> Table:
+    rows = [row for view in views for row in _constancy_rows(view)]
+    return Table(columns=CONSTANCY_COLUMNS, rows=rows)
+
+
+@table.register
+def _constancy(view: ConstancyOut) -> Table:
+    return _constancy_table([view])
+
+
+@table.register
+def _constancy_all(view: ConstancyAllOut) -> Table:
+    return _constancy_table(view.results)
+
+
+@table.register
+def _weights(view: WeightStatsOut) -> Table:
+    rows = [
+        (view.run_id, epoch, layer.index, layer.name, layer.parameters, variance)
+        for layer in view.layers
+        for epoch, variance in zip(view.epochs, layer.variance, strict=True)
+    ]
+    return Table(columns=("run_id", "epoch", "layer", "name", "parameters", "variance"), rows=rows)
+
+
+COMPARE_COLUMNS = ("tolerance", "layer", "run_id", "name", "weight_decay", "epoch", "percent")
+
+
+def _compare_rows(view: CompareOut) -> Iterator[Row]:
+    for run in view.runs:
+        for epoch, percent in zip(run.epochs, run.percent, strict=True):
+            yield (
+                view.tolerance,
+                view.scope,
+                run.run_id,
+                run.name,
+                run.weight_decay,
+                epoch,
+                percent,
+            )
+
+
+@table.register
+def _compare(view: CompareOut) -> Table:
+    return Table(columns=COMPARE_COLUMNS, rows=list(_compare_rows(view)))
+
+
+@table.register
+def _compare_all(view: CompareAllOut) -> Table:
+    rows = [row for result in view.results for row in _compare_rows(result)]
+    return Table(columns=COMPARE_COLUMNS, rows=rows)
