@@ -40,7 +40,7 @@ STATIC_PATH = f"{UI}/static"
 PER_PAGE = (25, 50, 100, 200)
 # How long the login cookie lasts: a week of not being asked for the token again.
 COOKIE_SECONDS = 7 * 24 * 3600
-# The formats every view can be downloaded in (csv too, once the API answers it).
+# The formats the views answer in: a download link each, beside every figure.
 DOWNLOADS = get_args(ResponseFormat)
 LIVE = (RunStatus.queued, RunStatus.running)
 
@@ -266,7 +266,7 @@ def delete(
 def new_run_form(
     request: Request,
     session: SessionDep,
-    from_run: Annotated[RunId | None, Query(alias="from")] = None,
+    from_run: Annotated[int | None, Query(alias="from", ge=1, le=MAX_ID)] = None,
     focus: str | None = None,
 ) -> HTMLResponse:
     """The form with RunSpec's defaults, or prefilled from a run's spec (a copy to vary)."""
