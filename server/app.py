@@ -11,12 +11,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from server import __doc__ as package_doc
+from server import pages
 from server.db import Database
 from server.errors import DomainError
 from server.etag import ETagMiddleware
 from server.events import Broadcaster
 from server.figures.render import Renderer
-from server.middleware import OPEN_PATHS, BearerAuth, BodyLimit
+from server.middleware import OPEN_PATHS, BearerAuth, BodyLimit, SameOriginWrites
 from server.routers import compare, events, health, runs
 from server.settings import Settings, get_settings
 
@@ -100,10 +101,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(DomainError, _domain_error)
     for module in (runs, events, compare, health):
         app.include_router(module.router)
+    pages.install(app)
     app.add_middleware(ETagMiddleware)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(SameOriginWrites)
     # Added last, so outermost: a request without the token is refused before anything else.
     if settings.api_token:
-        app.add_middleware(BearerAuth, token=settings.api_token)
+        app.add_middleware(
+            BearerAuth,
+            token=settings.api_token,
+            # The login page and its stylesheet; a browser without the cookie is sent there.
+            open_paths=OPEN_PATHS | {pages.LOGIN_PATH},
+            open_prefixes=(pages.STATIC_PATH + "/",),
+            login_path=pages.LOGIN_PATH,
+        )
         _declare_bearer(app)
     return app

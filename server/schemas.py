@@ -25,29 +25,61 @@ class RunSpec(BaseModel):
     # strict: a JSON true or "64" is no number; 422 rather than a silent conversion.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
-    name: Annotated[str | None, Field(max_length=200)] = None
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    epochs: Annotated[int, Field(ge=1, le=1000)] = 50
-    tolerances: Annotated[list[FiniteFloat], Field(min_length=1, max_length=32)] = [
+    name: Annotated[str | None, Field(max_length=200, description="a label for people")] = None
+    weight_decay: Annotated[
+        float,
+        Field(ge=0, description="the optimizer's (coupled L2 for sgd/adam, decoupled for adamw)"),
+    ] = 0.0
+    epochs: Annotated[int, Field(ge=1, le=1000, description="passes over the training set")] = 50
+    tolerances: Annotated[
+        list[FiniteFloat],
+        Field(
+            min_length=1,
+            max_length=32,
+            description="a weight is constant when it moved by at most tol × its size",
+        ),
+    ] = [
         0.0,
         0.001,
         0.01,
         0.1,
     ]
-    learning_rate: Annotated[float, Field(gt=0)] = 0.01
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    batch_size: Annotated[int, Field(ge=1, le=8192)] = 64
+    learning_rate: Annotated[float, Field(gt=0, description="the optimizer's step size")] = 0.01
+    momentum: Annotated[
+        float, Field(ge=0, lt=1, description="SGD momentum; Adam's β₁ for adam/adamw")
+    ] = 0.9
+    batch_size: Annotated[int, Field(ge=1, le=8192, description="samples per step")] = 64
     hidden_sizes: Annotated[
-        list[Annotated[int, Field(ge=1, le=8192)]], Field(min_length=1, max_length=8)
+        list[Annotated[int, Field(ge=1, le=8192)]],
+        Field(min_length=1, max_length=8, description="units of each hidden layer (3072 → … → 10)"),
     ] = [512, 512, 512]
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    dataset: Literal["cifar10", "synthetic"] = "cifar10"
-    train_size: Annotated[int | None, Field(ge=1)] = None
-    test_size: Annotated[int | None, Field(ge=1)] = None
-    seed: Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX)] = 0
-    basis: Literal["previous", "next"] = "previous"
-    include_biases: bool = False
-    keep_snapshots: bool = False
+    optimizer: Annotated[Literal["sgd", "adam", "adamw"], Field(description="the update rule")] = (
+        "sgd"
+    )
+    dataset: Annotated[
+        Literal["cifar10", "synthetic"],
+        Field(description="synthetic: generated, CIFAR-shaped, needs no download"),
+    ] = "cifar10"
+    train_size: Annotated[
+        int | None, Field(ge=1, description="the first N training samples (empty: all)")
+    ] = None
+    test_size: Annotated[
+        int | None, Field(ge=1, description="the first N test samples (empty: all)")
+    ] = None
+    seed: Annotated[
+        int, Field(ge=SEED_MIN, le=SEED_MAX, description="model initialisation and shuffling")
+    ] = 0
+    basis: Annotated[
+        Literal["previous", "next"],
+        Field(
+            description="the size a move is measured against: the weight before the epoch "
+            "(previous, the write-up's formula) or after it (next, what np.isclose computed)"
+        ),
+    ] = "previous"
+    include_biases: Annotated[bool, Field(description="also measure the bias vectors")] = False
+    keep_snapshots: Annotated[
+        bool, Field(description="keep every epoch's weights for download")
+    ] = False
 
     @field_validator("name")
     @classmethod

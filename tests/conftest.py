@@ -14,6 +14,7 @@ import itertools
 import os
 import random
 import secrets
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -311,3 +312,22 @@ def processes(tmp_path, db_url: str) -> Iterator[Processes]:
     procs = Processes(tmp_path, lease_seconds="2", database_url=db_url)
     yield procs
     procs.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright, one per test module (tests/test_ui.py).
+
+    Playwright cannot download its own browser here; CI installs `chromium` (.ci/run). Without
+    it the test is skipped, except in CI, where it fails."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = shutil.which("chromium")
+    if executable is None:
+        reason = "no chromium on PATH (apt-get install chromium)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable)
+        yield chromium
+        chromium.close()

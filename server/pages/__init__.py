@@ -1,0 +1,15 @@
+"""The browser UI: server-rendered pages under /ui/, their static files, and ``/``."""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from server.pages.routes import LOGIN_PATH, STATIC_PATH, router
+
+__all__ = ["LOGIN_PATH", "STATIC_PATH", "install"]
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router)
+    app.mount(STATIC_PATH, StaticFiles(directory=Path(__file__).parent / "static"), name="static")
