@@ -133,7 +133,8 @@ def _counts(session: Session, runs: Sequence[_Run]) -> dict[int, tuple[list[int]
 
 @dataclass(frozen=True)
 class _Percent:
-    """One run's percentages at one tolerance: per layer (epochs × layers) and the means."""
+    """One run's percentages: per layer (epochs × layers × tolerances) and the means over the
+    layers (epochs × tolerances)."""
 
     epochs: list[int]
     layers: np.ndarray
@@ -141,16 +142,16 @@ class _Percent:
     last_two_mean: np.ndarray
 
 
-def _percent(run: _Run, epochs: list[int], counts: np.ndarray, t: int) -> _Percent:
-    """``100 * count / parameters`` of each layer at tolerance index ``t``, and the unweighted
-    means over the weight matrices (summed layer by layer: the same floats as Python's sum)."""
+def _percent(run: _Run, epochs: list[int], counts: np.ndarray) -> _Percent:
+    """``100 * count / parameters`` of each layer at every tolerance, and the unweighted means
+    over the weight matrices (summed layer by layer: the same floats as Python's sum)."""
     parameters = np.array([la.parameters for la in run.layers], dtype=np.int64)
-    layers = 100.0 * counts[:, :, t] / parameters
+    layers = 100.0 * counts / parameters[:, None]
     weights = scopes.weight_layers([la.name for la in run.layers])
 
     def mean(of: list[int]) -> np.ndarray:
         if not of:
-            return np.zeros(len(epochs))
+            return np.zeros(layers.shape[::2])
         total = layers[:, of[0]].copy()
         for i in of[1:]:
             total += layers[:, i]
@@ -160,6 +161,7 @@ def _percent(run: _Run, epochs: list[int], counts: np.ndarray, t: int) -> _Perce
 
 
 def _constancy_out(run: _Run, percent: _Percent, t: int) -> ConstancyOut:
+    """The view at tolerance index ``t``."""
     return ConstancyOut(
         run_id=run.row.id,
         tolerance=run.spec.tolerances[t],
@@ -170,12 +172,12 @@ def _constancy_out(run: _Run, percent: _Percent, t: int) -> ConstancyOut:
                 index=la.index,
                 name=la.name,
                 parameters=la.parameters,
-                percent=percent.layers[:, i].tolist(),
+                percent=percent.layers[:, i, t].tolist(),
             )
             for i, la in enumerate(run.layers)
         ],
-        mean=percent.mean.tolist(),
-        last_two_mean=percent.last_two_mean.tolist(),
+        mean=percent.mean[:, t].tolist(),
+        last_two_mean=percent.last_two_mean[:, t].tolist(),
     )
 
 
@@ -187,28 +189,27 @@ def constancy(session: Session, run: Run, tol: float) -> ConstancyOut:
     (measured,) = _with_layers(session, [run])
     t = _tolerance_index(measured, tol)
     epochs, counts = _counts(session, [measured])[run.id]
-    return _constancy_out(measured, _percent(measured, epochs, counts, t), t)
+    return _constancy_out(measured, _percent(measured, epochs, counts), t)
 
 
 def constancy_all(session: Session, run: Run) -> ConstancyAllOut:
     (measured,) = _with_layers(session, [run])
-    epochs, counts = _counts(session, [measured])[run.id]
+    percent = _percent(measured, *_counts(session, [measured])[run.id])
     return ConstancyAllOut(
         run_id=run.id,
         basis=measured.spec.basis,
         tolerances=measured.spec.tolerances,
         results=[
-            _constancy_out(measured, _percent(measured, epochs, counts, t), t)
-            for t in range(len(measured.spec.tolerances))
+            _constancy_out(measured, percent, t) for t in range(len(measured.spec.tolerances))
         ],
     )
 
 
-def _scoped(run: _Run, percent: _Percent, scope: Scope) -> list[float]:
+def _scoped(run: _Run, percent: _Percent, t: int, scope: Scope) -> list[float]:
     return scopes.select(
         scope,
-        {la.index: percent.layers[:, i] for i, la in enumerate(run.layers)},
-        {"all": percent.mean, "last2": percent.last_two_mean},
+        {la.index: percent.layers[:, i, t] for i, la in enumerate(run.layers)},
+        {"all": percent.mean[:, t], "last2": percent.last_two_mean[:, t]},
         f"run {run.row.id}",
     )
 
@@ -218,19 +219,19 @@ def _compare(
 ) -> list[CompareOut]:
     """One CompareOut per tolerance (each run has it): one series per run for the scope."""
     counts = _counts(session, runs)
+    percents = [_percent(run, *counts[run.row.id]) for run in runs]
     results = []
     for tol in tolerances:
         entries = []
-        for run in runs:
-            epochs, per_epoch = counts[run.row.id]
-            percent = _percent(run, epochs, per_epoch, _tolerance_index(run, tol))
+        for run, percent in zip(runs, percents, strict=True):
+            t = _tolerance_index(run, tol)
             entries.append(
                 CompareRun(
                     run_id=run.row.id,
                     name=run.row.name,
                     weight_decay=run.spec.weight_decay,
-                    epochs=epochs,
-                    percent=_scoped(run, percent, scope),
+                    epochs=percent.epochs,
+                    percent=_scoped(run, percent, t, scope),
                 )
             )
         results.append(CompareOut(tolerance=tol, scope=str(scope), runs=entries))
