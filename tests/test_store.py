@@ -50,7 +50,7 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(db):
 def test_upgrade_is_idempotent(db):
     db.upgrade()
     with db.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
 
 
 def test_status_column_refuses_unknown_values(db):
@@ -277,7 +277,7 @@ def test_several_processes_upgrading_a_fresh_database_at_once(db_url):
     try:
         with database.engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
-                ("0001",)
+                ("0003",)
             ]
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
