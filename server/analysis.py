@@ -48,6 +48,11 @@ class _Run:
     layers: list[_Layer]
 
 
+def with_layers(session: Session, runs: Sequence[Run]) -> list[_Run]:
+    """Each run with its spec parsed and its measured layers, read in one query."""
+    return _with_layers(session, runs)
+
+
 def _with_layers(session: Session, runs: Sequence[Run]) -> list[_Run]:
     by_run: dict[int, list[_Layer]] = defaultdict(list)
     rows = session.execute(
@@ -145,35 +150,40 @@ def _constancy(
         if not seen or seen[-1] != epoch:
             seen.append(epoch)
         counts[key][layer].append(count)
-    views = []
-    for run, ts in zip(runs, tolerances, strict=True):
-        weights = scopes.weight_layers([la.name for la in run.layers])
-        per_run = []
-        for t in ts:
-            key = (run.row.id, t)
-            layers = [
-                LayerConstancy(
-                    index=la.index,
-                    name=la.name,
-                    parameters=la.parameters,
-                    percent=[100.0 * c / la.parameters for c in counts[key][la.index]],
-                )
-                for la in run.layers
-            ]
-            percents = [layers[i].percent for i in weights]
-            per_run.append(
-                ConstancyOut(
-                    run_id=run.row.id,
-                    tolerance=run.spec.tolerances[t],
-                    basis=run.spec.basis,
-                    epochs=epochs[key],
-                    layers=layers,
-                    mean=scopes.mean(percents),
-                    last_two_mean=scopes.mean(percents[-2:]),
-                )
+    return [
+        [
+            constancy_view(
+                run, run.spec.tolerances[t], epochs[(run.row.id, t)], counts[(run.row.id, t)]
             )
-        views.append(per_run)
-    return views
+            for t in ts
+        ]
+        for run, ts in zip(runs, tolerances, strict=True)
+    ]
+
+
+def constancy_view(
+    run: _Run, tolerance: float, epochs: list[int], counts: dict[int, list[int]]
+) -> ConstancyOut:
+    """A run's ConstancyOut at one tolerance from exact counts[layer index][epoch position]."""
+    layers = [
+        LayerConstancy(
+            index=la.index,
+            name=la.name,
+            parameters=la.parameters,
+            percent=[100.0 * c / la.parameters for c in counts.get(la.index, [])],
+        )
+        for la in run.layers
+    ]
+    percents = [layers[i].percent for i in scopes.weight_layers([la.name for la in run.layers])]
+    return ConstancyOut(
+        run_id=run.row.id,
+        tolerance=tolerance,
+        basis=run.spec.basis,
+        epochs=epochs,
+        layers=layers,
+        mean=scopes.mean(percents),
+        last_two_mean=scopes.mean(percents[-2:]),
+    )
 
 
 def constancy(session: Session, run: Run, tol: float) -> ConstancyOut:

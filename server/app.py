@@ -15,7 +15,7 @@ from server.db import Database
 from server.errors import DomainError
 from server.figures.render import Renderer
 from server.middleware import OPEN_PATHS, BearerAuth, BodyLimit
-from server.routers import compare, health, runs
+from server.routers import compare, health, mechanism, runs
 from server.settings import Settings, get_settings
 
 DESCRIPTION = """How does weight decay change the way each layer's weights move during training?
@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.renderer = renderer
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DomainError, _domain_error)
-    for module in (runs, compare, health):
+    for module in (runs, compare, mechanism, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     # Added last, so outermost: a request without the token is refused before anything else.
