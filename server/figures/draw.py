@@ -279,7 +279,8 @@ def _spectrum_panel(
     ax.set_xlabel("epoch")
     if ylabel:
         ax.set_ylabel(ylabel)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # Few epoch ticks: heatmap panels are narrow when runs are compared.
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
     rows = len(tolerances)
     # Labelled: 0 and the powers of ten (but the one on the row next to 0, whose label would
     # overlap it).
