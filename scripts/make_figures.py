@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ WEIGHT_DECAYS = (0.0, 0.001)
 POLL_SECONDS = 1.0
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
     print(f"make_figures: {message}", file=sys.stderr, flush=True)
 
 
@@ -51,7 +51,7 @@ def _request(url: str, body: dict[str, Any] | None = None) -> tuple[str, bytes]:
         raise SystemExit(f"{url}: HTTP {error.code}: {detail}") from None
 
 
-def _json(url: str, body: dict[str, Any] | None = None) -> Any:
+def get_json(url: str, body: dict[str, Any] | None = None) -> Any:
     return json.loads(_request(url, body)[1])
 
 
@@ -66,7 +66,7 @@ def _local_service(root: Path) -> Iterator[str]:
         procs.start_worker()
         yield procs.url
     except BaseException:
-        _say(procs.logs())
+        say(procs.logs())
         raise
     finally:
         # SIGTERM: the worker hands its run back; what does not stop in time is killed.
@@ -77,14 +77,12 @@ def _wait_for(url: str, run_ids: list[int], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     shown: dict[int, tuple[str, int]] = {}
     while time.monotonic() < deadline:
-        runs = [_json(f"{url}/runs/{i}") for i in run_ids]
+        runs = [get_json(f"{url}/runs/{i}") for i in run_ids]
         for run in runs:
             progress = (run["status"], run["epochs_done"])
             if shown.get(run["id"]) != progress:
                 shown[run["id"]] = progress
-                _say(
-                    f"run {run['id']}: {progress[0]}, {progress[1]}/{run['spec']['epochs']} epochs"
-                )
+                say(f"run {run['id']}: {progress[0]}, {progress[1]}/{run['spec']['epochs']} epochs")
         failed = [r for r in runs if r["status"] in ("failed", "cancelled")]
         if failed:
             raise SystemExit(f"run {failed[0]['id']} {failed[0]['status']}: {failed[0]['error']}")
@@ -94,41 +92,51 @@ def _wait_for(url: str, run_ids: list[int], timeout: float) -> None:
     raise SystemExit(f"the runs did not finish within {timeout:.0f} s")
 
 
-def _download(url: str, path: str, params: dict[str, Any], target: Path) -> None:
+def download(url: str, path: str, params: dict[str, Any], target: Path) -> None:
     query = urllib.parse.urlencode({**params, "format": "png"})
     content_type, body = _request(f"{url}{path}?{query}")
     if content_type != "image/png":
         raise SystemExit(f"{path}?{query} answered {content_type}, not image/png")
     target.write_bytes(body)
-    _say(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
+    say(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
 
 
-def make_figures(url: str, out: Path, spec: dict[str, Any], timeout: float) -> None:
+def train_pair(url: str, spec: dict[str, Any], timeout: float) -> list[int]:
+    """Submit the seed's pair (one run per WEIGHT_DECAYS) and wait until both succeeded."""
     ids = []
     for decay in WEIGHT_DECAYS:
         name = "baseline" if decay == 0 else "weight decay"
-        run = _json(f"{url}/runs", {**spec, "name": name, "weight_decay": decay})
-        _say(f"submitted run {run['id']} ({name}, weight decay {decay:g})")
+        run = get_json(f"{url}/runs", {**spec, "name": name, "weight_decay": decay})
+        say(f"submitted run {run['id']} ({name}, weight decay {decay:g})")
         ids.append(run["id"])
     _wait_for(url, ids, timeout)
+    return ids
+
+
+def make_figures(url: str, out: Path, spec: dict[str, Any], timeout: float) -> None:
+    ids = train_pair(url, spec, timeout)
     out.mkdir(parents=True, exist_ok=True)
     for run_id, decay in zip(ids, WEIGHT_DECAYS, strict=True):
         suffix = f"wd{decay:g}"
-        _download(
+        download(
             url, f"/runs/{run_id}/constancy", {"scope": "layers"}, out / f"constancy_{suffix}.png"
         )
         for metric in ("loss", "accuracy"):
-            _download(
+            download(
                 url, f"/runs/{run_id}/metrics", {"metric": metric}, out / f"{metric}_{suffix}.png"
             )
-        _download(url, f"/runs/{run_id}/weights", {}, out / f"weights_{suffix}.png")
+        download(url, f"/runs/{run_id}/weights", {}, out / f"weights_{suffix}.png")
     runs = ",".join(map(str, ids))
     for scope in ("all", "last2"):
-        _download(url, "/compare", {"runs": runs, "scope": scope}, out / f"compare_{scope}.png")
+        download(url, "/compare", {"runs": runs, "scope": scope}, out / f"compare_{scope}.png")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+Make = Callable[[str, Path, dict[str, Any], float], None]
+
+
+def main(argv: list[str] | None = None, make: Make = make_figures, doc: str = __doc__) -> int:
+    """The command line of ``make`` (this script's, or another figure script's reusing it)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--url", help="a running decaylab API (default: start one with a worker)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
     parser.add_argument("--epochs", type=int, default=25)
@@ -144,11 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         "test_size": args.test_size,
     }
     if args.url:
-        make_figures(args.url.rstrip("/"), args.out, spec, args.timeout)
+        make(args.url.rstrip("/"), args.out, spec, args.timeout)
     else:
         with tempfile.TemporaryDirectory(prefix="decaylab-figures-") as data_dir:
             with _local_service(Path(data_dir)) as url:
-                make_figures(url, args.out, spec, args.timeout)
+                make(url, args.out, spec, args.timeout)
     return 0
 
 
