@@ -4,7 +4,8 @@ Pure functions from the views' response models to CSV text. Floats are written a
 writes them (Python's shortest round-tripping form), so every number reads back equal to the
 JSON's. Column names are shared between the views: ``run_id``, ``tolerance``, ``epoch``,
 ``layer`` (a layer's index, or ``all``/``last2`` for the means over the layers, the scopes of
-``/compare``), ``percent``."""
+``/compare``), ``percent``, and the exact counts ``parameters``, ``constant``, ``explained``,
+``units``, ``dead``."""
 
 import csv
 import io
@@ -18,9 +19,12 @@ from pydantic import BaseModel
 from server.schemas import (
     CompareAllOut,
     CompareOut,
+    CompareSpectrumOut,
     ConstancyAllOut,
     ConstancyOut,
     MetricsOut,
+    SpectrumOut,
+    UnitsOut,
     WeightStatsOut,
 )
 
@@ -141,3 +145,99 @@ def _compare(view: CompareOut) -> Table:
 def _compare_all(view: CompareAllOut) -> Table:
     rows = [row for result in view.results for row in _compare_rows(result)]
     return Table(columns=COMPARE_COLUMNS, rows=rows)
+
+
+# --- the mechanism: dead units and the movement spectrum ---
+
+UNITS_COLUMNS = (
+    "run_id",
+    "epoch",
+    "layer",
+    "name",
+    "parameters",
+    "constant",
+    "explained",
+    "units",
+    "dead",
+)
+
+
+@table.register
+def _units(view: UnitsOut) -> Table:
+    """A row per weight matrix and epoch: its exactly unchanged weights (``constant`` of
+    ``parameters``) and those in a dead unit's row or column (``explained``), with the hidden
+    layer after it (the ReLU after Linear ``layer``): its ``units`` and how many were ``dead``.
+    The output layer has no hidden layer after it: ``units`` and ``dead`` are empty there. Which
+    units were dead (``dead_units``) is in the JSON only."""
+    hidden = {h.layer: h for h in view.hidden}
+    rows = []
+    for weights in view.weights:
+        after = hidden.get(weights.layer)
+        dead: Sequence[int | None] = after.dead if after else [None] * len(view.epochs)
+        for epoch, constant, explained, n_dead in zip(
+            view.epochs, weights.constant, weights.explained, dead, strict=True
+        ):
+            rows.append(
+                (view.run_id, epoch, weights.layer, weights.name, weights.parameters)
+                + (constant, explained, after.units if after else None, n_dead)
+            )
+    return Table(columns=UNITS_COLUMNS, rows=rows)
+
+
+# The spectrum's rows are the constancy table's at the ladder's tolerances, without the means.
+SPECTRUM_COLUMNS = CONSTANCY_COLUMNS
+
+
+def _spectrum_rows(view: SpectrumOut) -> Iterator[Row]:
+    """Tolerance by tolerance, then layer by layer, as the constancy table orders its rows."""
+    for k, tolerance in enumerate(view.tolerances):
+        for layer in view.layers:
+            for epoch, per_tolerance in zip(view.epochs, layer.percent, strict=True):
+                percent = per_tolerance[k]
+                # The stored count behind the percentage, recovered as in _constancy_rows.
+                constant = round(percent * layer.parameters / 100)
+                yield (
+                    view.run_id,
+                    tolerance,
+                    view.basis,
+                    epoch,
+                    layer.index,
+                    layer.name,
+                    layer.parameters,
+                    constant,
+                    percent,
+                )
+
+
+@table.register
+def _spectrum(view: SpectrumOut) -> Table:
+    return Table(columns=SPECTRUM_COLUMNS, rows=list(_spectrum_rows(view)))
+
+
+# Each run's spectrum rows after the run's name and weight decay (as /compare names runs);
+# the layer is told by its index alone (``name`` is the run's, as in the compare table).
+COMPARE_SPECTRUM_COLUMNS = (
+    "run_id",
+    "name",
+    "weight_decay",
+    "basis",
+    "tolerance",
+    "epoch",
+    "layer",
+    "parameters",
+    "constant",
+    "percent",
+)
+
+
+@table.register
+def _compare_spectrum(view: CompareSpectrumOut) -> Table:
+    rows = [
+        (run.run_id, run.name, run.weight_decay, basis, tolerance, epoch, layer)
+        + (parameters, constant, percent)
+        for run in view.runs
+        for (_, tolerance, basis, epoch, layer, _, parameters, constant, percent) in (
+            _spectrum_rows(run)
+        )
+    ]
+    return Table(columns=COMPARE_SPECTRUM_COLUMNS, rows=rows)

@@ -9,6 +9,7 @@ Those tests run against the PostgreSQL server at ``DECAYLAB_TEST_POSTGRES_URL`` 
 local one, user postgres, trust auth), each in a database of its own that is dropped afterwards.
 """
 
+import dataclasses
 import io
 import itertools
 import os
@@ -34,6 +35,7 @@ from server import analysis, crud, jobs, mechanism
 from server.app import create_app
 from server.db import Database
 from server.errors import NotComputed
+from server.experiment import SPECTRUM_TOLERANCES
 from server.figures.draw import FigureOptions
 from server.figures.render import Renderer
 from server.models import Run
@@ -191,9 +193,27 @@ def random_epoch(
     )
 
 
+def random_mechanism(
+    rng: random.Random, record: jobs.EpochRecord, tensors: list[jobs.TensorInfo], hidden: list[int]
+) -> jobs.EpochRecord:
+    """``record`` with made-up dead units, explained counts and spectrum counts (at the ladder,
+    growing with the tolerance; its tolerance 0 is each weight matrix's unchanged count)."""
+    spectrum = [sorted(rng.randint(0, t.parameters) for _ in SPECTRUM_TOLERANCES) for t in tensors]
+    unchanged = [spectrum[i][0] for i in range(len(hidden) + 1)]
+    return dataclasses.replace(
+        record,
+        spectrum=spectrum,
+        dead_units=[sorted(rng.sample(range(units), rng.randint(0, units))) for units in hidden],
+        unchanged=unchanged,
+        explained=[rng.randint(0, n) for n in unchanged],
+    )
+
+
 @pytest.fixture
 def play(db: Database) -> Callable[..., Played]:
-    """Submit a run and let a pretend worker store ``epochs`` epochs of random results."""
+    """Submit a run and let a pretend worker store ``epochs`` epochs of random results;
+    ``mechanism``: dead units, explained counts and the spectrum too, as the engine measures
+    them (its weight matrices are the first len(hidden_sizes) + 1 of ``parameters``)."""
 
     def run(
         spec: dict[str, Any],
@@ -201,6 +221,7 @@ def play(db: Database) -> Callable[..., Played]:
         parameters: tuple[int, ...] = (96, 32, 48, 10),
         finish: RunStatus | None = RunStatus.succeeded,
         seed: int = 0,
+        mechanism: bool = False,
     ) -> Played:
         rng = random.Random(seed)
         run_spec = RunSpec.model_validate(spec)
@@ -226,10 +247,13 @@ def play(db: Database) -> Callable[..., Played]:
                 device="cpu",
                 tensors=tensors,
                 initial_variances=initial,
+                spectrum_tolerances=SPECTRUM_TOLERANCES if mechanism else None,
             )
         results = []
         for e in range(1, epochs + 1):
             results.append(random_epoch(rng, e, tensors, len(run_spec.tolerances)))
+            if mechanism:
+                results[-1] = random_mechanism(rng, results[-1], tensors, run_spec.hidden_sizes)
             with db.write() as session:
                 jobs.record_epoch(session, claim.lease, results[-1], lease_seconds=60)
         if finish is not None:

@@ -12,6 +12,7 @@ import pytest
 from conftest import random_epoch
 
 from server import jobs
+from server.experiment import SPECTRUM_TOLERANCES
 
 CSV = "text/csv; charset=utf-8"
 TOLERANCES = [0.0, 0.001, 0.01, 0.1]  # the spec's default
@@ -128,6 +129,163 @@ def test_compare_csv_equals_the_json(client, play, tiny_spec, tol, scope):
         for r in table
     ]
     assert got == expected
+
+
+# --- the mechanism's views: dead units and the movement spectrum ---
+
+# Two hidden layers (32 and 16 units): three weight matrices, then their biases.
+MECHANISM_PARAMETERS = (96, 32, 48, 32, 16, 10)
+
+
+def mechanism_run(play, tiny_spec, **spec: Any):
+    return play(
+        tiny_spec(hidden_sizes=[32, 16], include_biases=True, **spec),
+        epochs=3,
+        parameters=MECHANISM_PARAMETERS,
+        mechanism=True,
+        seed=len(spec),
+    )
+
+
+def test_units_csv_equals_the_json_and_the_stored_counts(client, play, tiny_spec):
+    played = mechanism_run(play, tiny_spec)
+    body = client.get(f"/runs/{played.run_id}/units").json()
+    table = get_csv(client, f"/runs/{played.run_id}/units")
+    assert list(table[0]) == [
+        "run_id",
+        "epoch",
+        "layer",
+        "name",
+        "parameters",
+        "constant",
+        "explained",
+        "units",
+        "dead",
+    ]
+    hidden = {h["layer"]: h for h in body["hidden"]}
+    expected = []
+    for w in body["weights"]:
+        after = hidden.get(w["layer"])
+        for i, epoch in enumerate(body["epochs"]):
+            record = played.epochs[i]
+            # The JSON's numbers, and the pretend worker's.
+            assert w["constant"][i] == record.unchanged[w["layer"]]
+            assert w["explained"][i] == record.explained[w["layer"]]
+            dead = after["dead"][i] if after else None
+            if after:
+                assert dead == len(record.dead_units[w["layer"]])
+            expected.append(
+                (played.run_id, epoch, w["layer"], w["name"], w["parameters"])
+                + (w["constant"][i], w["explained"][i], after and after["units"], dead)
+            )
+    got = [
+        (int(r["run_id"]), int(r["epoch"]), int(r["layer"]), r["name"], int(r["parameters"]))
+        + (int(r["constant"]), int(r["explained"]), optional_int(r["units"]))
+        + (optional_int(r["dead"]),)
+        for r in table
+    ]
+    assert got == expected
+    # Every weight matrix × epoch; the output layer has no hidden layer after it.
+    assert len(got) == 3 * 3 and [row[7] for row in got] == [32] * 3 + [16] * 3 + [None] * 3
+
+
+def test_spectrum_csv_equals_the_json_and_the_stored_counts(client, play, tiny_spec):
+    played = mechanism_run(play, tiny_spec)
+    body = client.get(f"/runs/{played.run_id}/spectrum").json()
+    table = get_csv(client, f"/runs/{played.run_id}/spectrum")
+    # The constancy table's columns: a spectrum row is a constancy row at a ladder tolerance.
+    assert list(table[0]) == list(get_csv(client, f"/runs/{played.run_id}/constancy")[0])
+    expected = [
+        (tolerance, epoch, layer["index"], layer["name"], layer["parameters"])
+        + (played.epochs[i].spectrum[layer["index"]][k], layer["percent"][i][k])
+        for k, tolerance in enumerate(body["tolerances"])
+        for layer in body["layers"]
+        for i, epoch in enumerate(body["epochs"])
+    ]
+    got = [
+        (float(r["tolerance"]), int(r["epoch"]), int(r["layer"]), r["name"])
+        + (int(r["parameters"]), int(r["constant"]), float(r["percent"]))
+        for r in table
+    ]
+    assert got == expected and len(got) == len(SPECTRUM_TOLERANCES) * 6 * 3
+    assert {(r["run_id"], r["basis"]) for r in table} == {(str(played.run_id), "previous")}
+
+
+def test_compare_spectrum_csv_equals_the_json_in_the_runs_order(client, play, tiny_spec):
+    first = mechanism_run(play, tiny_spec).run_id
+    second = mechanism_run(play, tiny_spec, name="decay", weight_decay=0.001, basis="next").run_id
+    params = {"runs": f"{second},{first}"}
+    body = client.get("/compare/spectrum", params=params).json()
+    table = get_csv(client, "/compare/spectrum", **params)
+    assert list(table[0]) == [
+        "run_id",
+        "name",
+        "weight_decay",
+        "basis",
+        "tolerance",
+        "epoch",
+        "layer",
+        "parameters",
+        "constant",
+        "percent",
+    ]
+    expected = [
+        (run["run_id"], run["name"] or "", run["weight_decay"], run["basis"], tolerance)
+        + (epoch, layer["index"], layer["parameters"])
+        + (round(layer["percent"][i][k] * layer["parameters"] / 100), layer["percent"][i][k])
+        for run in body["runs"]
+        for k, tolerance in enumerate(run["tolerances"])
+        for layer in run["layers"]
+        for i, epoch in enumerate(run["epochs"])
+    ]
+    got = [
+        (int(r["run_id"]), r["name"], float(r["weight_decay"]), r["basis"], float(r["tolerance"]))
+        + (int(r["epoch"]), int(r["layer"]), int(r["parameters"]))
+        + (int(r["constant"]), float(r["percent"]))
+        for r in table
+    ]
+    assert got == expected
+    assert [r[0] for r in got[:1]] + [r[0] for r in got[-1:]] == [second, first]
+    # Each run's rows are its own spectrum table's.
+    own = get_csv(client, f"/runs/{first}/spectrum")
+    assert [(r["constant"], r["percent"]) for r in table if r["run_id"] == str(first)] == [
+        (r["constant"], r["percent"]) for r in own
+    ]
+
+
+@pytest.mark.parametrize("path", ["/runs/{id}/units", "/runs/{id}/spectrum", "/compare/spectrum"])
+def test_the_mechanism_views_answer_accept_text_csv(client, play, tiny_spec, path):
+    run_id = mechanism_run(play, tiny_spec).run_id
+    url = path.format(id=run_id)
+    params = {"runs": str(run_id)} if "compare" in path else {}
+    by_accept = client.get(url, params=params, headers={"Accept": "text/csv"})
+    assert by_accept.status_code == 200 and by_accept.headers["content-type"] == CSV
+    assert by_accept.headers["vary"] == "Accept"
+    assert by_accept.text == client.get(url, params=params | {"format": "csv"}).text
+    assert len(by_accept.text.splitlines()) > 1
+
+
+def test_mechanism_csv_of_a_queued_run_is_a_header_and_of_an_old_run_a_json_404(
+    client, play, tiny_spec
+):
+    old = play(tiny_spec(), epochs=1).run_id  # stored without the mechanism
+    queued = client.post("/runs", json=tiny_spec(hidden_sizes=[8, 4])).json()["id"]
+    for path in (f"/runs/{queued}/units", f"/runs/{queued}/spectrum"):
+        response = client.get(path, params={"format": "csv"})
+        assert response.status_code == 200 and len(response.text.splitlines()) == 1
+    for path in (f"/runs/{old}/units", f"/runs/{old}/spectrum"):
+        missing = client.get(path, params={"format": "csv"})
+        assert missing.status_code == 404 and "trained before" in missing.json()["detail"]
+
+
+def test_openapi_declares_csv_for_the_mechanism_views(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/runs/{run_id}/units", "/runs/{run_id}/spectrum", "/compare/spectrum"):
+        content = paths[path]["get"]["responses"]["200"]["content"]
+        assert {"application/json", "image/png", "text/csv"} <= set(content), path
+        assert content["text/csv"]["schema"] == {"type": "string"}
+        names = {p["name"] for p in paths[path]["get"]["parameters"]}
+        assert "format" in names
 
 
 @pytest.mark.parametrize(
