@@ -102,6 +102,50 @@ def test_the_run_page_shows_the_json_views_numbers_and_figures(client, play):
     # Run 2 differs in weight decay only, run 3 in two fields.
     assert 'href="/ui/compare?runs=1,2"' in page and "runs=1,3" not in page
     assert client.get("/ui/runs/99", headers=HTML).status_code == 404
+    # Stored without dead units and the spectrum: the section says so, no broken image.
+    assert 'id="h-why"' in page and 'id="why-missing"' in page
+    assert "trained before decaylab recorded" in page and "/units" not in page
+
+
+def test_the_run_page_shows_why_weights_stay_constant(client, play, tiny_spec):
+    played = play(
+        tiny_spec(hidden_sizes=[32, 16]), 3, parameters=(96, 32, 48), mechanism=True, seed=3
+    )
+    run_id = played.run_id
+    page = client.get(f"/ui/runs/{run_id}").text
+    assert 'id="h-why"' in page and 'id="why-missing"' not in page
+    units = client.get(f"/runs/{run_id}/units").json()
+    # The last epoch's numbers, as the JSON view has them.
+    why = page[page.index('id="h-why"') :]
+    hidden, weights = why.split('id="explained-table"')
+    row = r'<tr data-layer="(\d+)">.*?data-value="(\d+)"'
+    dead = [tuple(map(int, r)) for r in re.findall(row, hidden, re.S)]
+    assert dead == [(h["layer"], h["dead"][-1]) for h in units["hidden"]] and len(dead) == 2
+    explained = [
+        tuple(map(int, r)) for r in re.findall(row + r'.*?data-value="(\d+)"', weights, re.S)
+    ]
+    assert explained == [
+        (w["layer"], w["constant"][-1], w["explained"][-1]) for w in units["weights"]
+    ]
+    assert len(explained) == 3 and f"Dead units in epoch {units['epochs'][-1]}" in why
+    # The units figure and the spectrum heatmap, each with its three downloads, all answering.
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert len(srcs) == 8
+    assert [s.partition("?")[0] for s in srcs[-2:]] == [
+        f"/runs/{run_id}/units",
+        f"/runs/{run_id}/spectrum",
+    ]
+    for src in srcs[-2:]:
+        png = client.get(src.replace("&amp;", "&"))
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png", src
+    downloads = re.findall(r'href="(/runs/\d+/(?:units|spectrum)\?format=(\w+))"', page)
+    assert sorted(fmt for _, fmt in downloads) == ["csv", "csv", "json", "json", "png", "png"]
+    for href, fmt in downloads:
+        answer = client.get(href)
+        assert answer.status_code == 200 and fmt in answer.headers["content-type"], href
+    # The live part carries the section too (a new epoch updates it).
+    live = client.get(f"/ui/runs/{run_id}", params={"part": "live"}).text
+    assert 'id="dead-units-table"' in live and f"/runs/{run_id}/spectrum?format=png" in live
 
 
 def test_the_live_part_answers_304_until_the_run_moves_on(client, play, db):
@@ -132,6 +176,9 @@ def test_compare_page_table_and_figures(client, play):
     joint = client.get("/compare", params={"runs": f"{a},{b}", "tol": 0.01, "scope": "last2"})
     for run in joint.json()["runs"]:
         assert f'data-value="{run["percent"][-1]}"' in page.text
+    # Stored without the spectrum: the page says so instead of a broken image.
+    assert "/compare/spectrum" not in page.text
+    assert re.search(r'id="spectrum-missing">[^<]*runs 1, 2\s+were trained before', page.text)
     assert client.get("/ui/compare", params={"runs": a}).status_code == 422
     assert client.get("/ui/compare", params={"runs": f"{a},{b}", "tol": 0.5}).status_code == 404
     assert client.get("/ui/compare", params={"runs": f"{a},99"}).status_code == 404
@@ -206,3 +253,20 @@ def test_with_a_token_pages_need_the_login_cookie(guarded):
     assert same.status_code == 422
     assert guarded.post("/ui/logout", headers={"Origin": "http://testserver"}).status_code == 200
     assert guarded.get("/runs").status_code == 401
+
+
+def test_compare_page_shows_the_runs_spectra_side_by_side(client, play, tiny_spec):
+    a = play(tiny_spec(name="a"), 2, parameters=(96, 32), mechanism=True).run_id
+    b = play(tiny_spec(weight_decay=0.001), 2, parameters=(96, 32), mechanism=True, seed=1).run_id
+    old = play(tiny_spec(seed=5), 2, parameters=(96, 32), seed=2).run_id
+    page = client.get("/ui/compare", params={"runs": f"{b},{a}"}).text
+    srcs = [s.replace("&amp;", "&") for s in re.findall(r'<img src="([^"]+)"', page)]
+    spectrum = [s for s in srcs if s.startswith("/compare/spectrum?")]
+    assert len(srcs) == 3 and len(spectrum) == 1 and f"runs={b}%2C{a}" in spectrum[0]
+    png = client.get(spectrum[0])
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    csv_link = re.search(r'href="(/compare/spectrum\?[^"]*format=csv)"', page)
+    assert csv_link and client.get(csv_link[1].replace("&amp;", "&")).status_code == 200
+    mixed = client.get("/ui/compare", params={"runs": f"{a},{old}"}).text
+    assert "/compare/spectrum" not in mixed
+    assert re.search(rf'id="spectrum-missing">[^<]*run {old}\s+was trained before', mixed)

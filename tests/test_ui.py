@@ -108,7 +108,7 @@ def test_list_run_page_and_comparison(processes, page):
     tab.wait_for_url(f"**/ui/runs/{ids[1]}")
     heading = tab.get_by_role("heading", level=1).inner_text()
     assert heading == f"run {ids[1]} “wd 0.001” (weight decay 0.001)"
-    images_load(tab, 6)
+    images_load(tab, 8)  # six figures, then the dead units and the spectrum
     # The numbers are the JSON view's, to the last digit (data-value) and as shown (3 decimals).
     view = processes.api("GET", f"/runs/{ids[1]}/constancy").json()
     expected = []
@@ -123,6 +123,18 @@ def test_list_run_page_and_comparison(processes, page):
     metrics = processes.api("GET", f"/runs/{ids[1]}/metrics").json()
     test_accuracy = tab.locator("#metrics-table tr", has_text="test").locator("td").nth(1)
     assert float(test_accuracy.get_attribute("data-value")) == metrics["test_accuracy"][-1]
+    # Why weights stay constant: the last epoch's dead units and explained counts, as /units.
+    units = processes.api("GET", f"/runs/{ids[1]}/units").json()
+    dead = tab.locator("#dead-units-table td[data-value]").evaluate_all(
+        "cells => cells.map(c => Number(c.dataset.value))"
+    )
+    assert dead == [h["dead"][-1] for h in units["hidden"]]
+    counts = tab.locator("#explained-table td[data-value]").evaluate_all(
+        "cells => cells.map(c => Number(c.dataset.value))"
+    )
+    assert counts == [n for w in units["weights"] for n in (w["constant"][-1], w["explained"][-1])]
+    for view in ("units", "spectrum"):
+        assert tab.locator(f'#why img[src^="/runs/{ids[1]}/{view}?format=png"]').count() == 1
     # Its neighbour in weight decay is offered for comparison.
     assert "weight decay" in tab.locator("#h-similar + form").inner_text()
 
@@ -140,7 +152,8 @@ def test_list_run_page_and_comparison(processes, page):
     for run_id in ids:
         assert tab.locator(f'th[data-run="{run_id}"]').count() == 1
         assert tab.get_by_role("link", name=f"run {run_id} “wd", exact=False).count() >= 1
-    images_load(tab, 2)  # the means of all layers and of the last two
+    images_load(tab, 3)  # the means of all layers and of the last two, the spectra
+    assert tab.locator('#spectrum img[src^="/compare/spectrum?"]').count() == 1
     # The table's columns are the runs in the page's order; the first row their all-layer mean.
     columns = tab.locator("th[data-run]").evaluate_all("c => c.map(e => e.dataset.run)")
     joint = processes.api("GET", "/compare", params={"runs": ",".join(columns), "tol": 0})
@@ -153,7 +166,7 @@ def test_list_run_page_and_comparison(processes, page):
     tab.get_by_label("layer 1").check()
     tab.get_by_role("button", name="Show").click()
     tab.wait_for_url("**scope=1**")
-    images_load(tab, 3)
+    images_load(tab, 4)
 
     # Deleting from the list asks first; saying no changes nothing.
     tab.goto(f"{processes.url}/ui/runs")
@@ -210,7 +223,7 @@ def test_new_run_form_refuses_bad_values_and_follows_a_good_run_live(processes, 
     tab.locator(".summary .badge.succeeded").wait_for(timeout=120_000)
     assert tab.evaluate("window.notReloaded") is True
     assert tab.locator("#epochs-done").inner_text() == "3"
-    images_load(tab, 6)
+    images_load(tab, 8)
     run = processes.api("GET", "/runs/1").json()
     assert run["spec"]["momentum"] == 0.9 and run["spec"]["weight_decay"] == 0.001
     assert run["name"] == "from the form"
@@ -247,7 +260,7 @@ def test_with_a_token_the_ui_logs_in_once_and_refuses_cross_site_writes(guarded,
     tab.get_by_role("button", name="Log in").click()
     tab.wait_for_url(f"**/ui/runs/{run_id}")
     assert TOKEN not in tab.url
-    images_load(tab, 6)
+    images_load(tab, 8)
     (cookie,) = context.cookies()
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["value"] == TOKEN
     tab.goto(f"{guarded.url}/ui/compare?runs={run_id},{submit(guarded)}")

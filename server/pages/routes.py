@@ -20,7 +20,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
 
-from server import analysis, crud
+from server import analysis, crud, mechanism
 from server.deps import SessionDep, SettingsDep, WriteSessionDep
 from server.errors import DomainError, NotComputed
 from server.figures.answer import ResponseFormat, _accept_quality
@@ -30,7 +30,14 @@ from server.models import Run
 from server.pages import forms, queries
 from server.routers import runs as runs_api
 from server.routers.params import MAX_ID, RunId, RunIds
-from server.schemas import ConstancyAllOut, MetricsOut, RunOut, RunSpec, RunStatus
+from server.schemas import (
+    ConstancyAllOut,
+    MetricsOut,
+    RunOut,
+    RunSpec,
+    RunStatus,
+    UnitsOut,
+)
 from server.scope import describe
 from server.settings import Settings
 
@@ -349,6 +356,75 @@ def _figures(run: RunOut) -> list[Figure]:
     ]
 
 
+@dataclass(frozen=True)
+class Mechanism:
+    """The run page's "Why weights stay constant": the last epoch's dead units per hidden layer
+    and exactly constant weights per weight matrix (from the /units view), and two figures."""
+
+    epoch: int
+    hidden: list[dict[str, Any]]
+    weights: list[dict[str, Any]]
+    figures: list[Figure]
+
+
+def _mechanism(session: Session, run_row: Run, run: RunOut) -> Mechanism | str:
+    """The section's content, or why there is none (a run trained before decaylab measured
+    dead units and the spectrum: its views answer 404 with this message)."""
+    try:
+        units = mechanism.units(session, run_row)
+    except NotComputed as exc:
+        return str(exc)
+    if not units.epochs:
+        return "No epoch with dead units and the spectrum stored yet."
+    return Mechanism(
+        epoch=units.epochs[-1],
+        hidden=_dead_units_rows(units),
+        weights=[
+            {
+                "layer": w.layer,
+                "name": w.name,
+                "parameters": w.parameters,
+                "constant": w.constant[-1],
+                "explained": w.explained[-1],
+                "share": 100 * w.explained[-1] / w.constant[-1] if w.constant[-1] else None,
+            }
+            for w in units.weights
+        ],
+        figures=_mechanism_figures(run),
+    )
+
+
+def _dead_units_rows(units: UnitsOut) -> list[dict[str, Any]]:
+    return [
+        {
+            "layer": h.layer,
+            "units": h.units,
+            "dead": h.dead[-1],
+            "percent": 100 * h.dead[-1] / h.units,
+        }
+        for h in units.hidden
+        if h.dead
+    ]
+
+
+def _mechanism_figures(run: RunOut) -> list[Figure]:
+    base = f"/runs/{run.id}"
+    return [
+        Figure(
+            "Dead ReLU units per hidden layer, and per weight matrix the exactly constant "
+            "weights and those of them in a dead unit's row or column",
+            f"{base}/units",
+            {},
+        ),
+        Figure(
+            "Movement spectrum: % of each layer's weights constant between epochs at every "
+            "tolerance of the shared ladder (epoch × tolerance)",
+            f"{base}/spectrum",
+            {},
+        ),
+    ]
+
+
 def _version(runs: Sequence[RunOut | Run]) -> str:
     """A figure URL's tag for the runs' progress: a new epoch is a new URL, so <img> reloads."""
     return "-".join(f"{r.attempts}.{r.epochs_done}" for r in runs)
@@ -365,6 +441,7 @@ def _run_live_context(session: Session, run_row: Run) -> dict[str, Any]:
         "constancy": constancy,
         "last": _last_epoch_table(constancy),
         "figures": _figures(run) if metrics.epochs else [],
+        "why": _mechanism(session, run_row, run) if metrics.epochs else None,
         "version": _version([run]),
         "timing": _timing(run, metrics),
     }
@@ -455,10 +532,21 @@ def compare_page(
         )
         for s in scopes
     ]
+    # The runs' spectra side by side, unless one was trained before decaylab measured them.
+    ladders = mechanism.ladders(session, rows)
+    unmeasured = [row.id for row in rows if ladders[row.id] is None]
+    spectrum = Figure(
+        "Movement spectra: % of each layer's weights constant between epochs at every "
+        "tolerance of the shared ladder, a row of heatmaps per run on one colour scale",
+        "/compare/spectrum",
+        {"runs": ids},
+    )
     context = {
         "runs": [runs_api.run_out(row) for row in rows],
         "ids": ids,
         "figures": figures,
+        "spectrum": None if unmeasured else spectrum,
+        "unmeasured": unmeasured,
         "fields": queries.differing_fields([row.spec for row in rows]),
         "tolerances": tolerances,
         "tol": tol,
