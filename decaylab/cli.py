@@ -404,6 +404,8 @@ VIEWS: dict[str, Callable[[Client, int], pd.DataFrame]] = {
     "constancy": Client.constancy,
     "metrics": Client.metrics,
     "weights": Client.weights,
+    "units": Client.units,
+    "spectrum": Client.spectrum,
 }
 
 
@@ -415,7 +417,8 @@ VIEWS: dict[str, Callable[[Client, int], pd.DataFrame]] = {
     type=click.Choice(list(VIEWS)),
     default="constancy",
     show_default=True,
-    help="Which analysis: constancy (every tolerance), metrics or weight variances.",
+    help="Which analysis: constancy (every tolerance), metrics, weight variances, dead units "
+    "with the exactly constant weights they explain, or the movement spectrum.",
 )
 @click.option(
     "-o",

@@ -31,8 +31,17 @@ RECONNECT_SECONDS = 0.5
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 # Column types of the CSV views. ``layer`` is a layer index or a mean ("all", "last2"), so it
-# is text throughout; counts are empty on the mean rows, hence nullable integers.
-CSV_DTYPES = {"layer": "string", "name": "string", "parameters": "Int64", "constant": "Int64"}
+# is text throughout; counts are empty on the mean rows (and a hidden layer's on the output
+# layer's rows of the units view), hence nullable integers.
+CSV_DTYPES = {
+    "layer": "string",
+    "name": "string",
+    "parameters": "Int64",
+    "constant": "Int64",
+    "explained": "Int64",
+    "units": "Int64",
+    "dead": "Int64",
+}
 
 Scope = Literal["all", "last2"] | int
 
@@ -327,6 +336,26 @@ class Client:
         weight_decay, epoch, percent; every tolerance the runs share unless ``tol``."""
         return self._table("/compare", _compare_params(runs, tol, scope))
 
+    def units(self, run: RunLike) -> pd.DataFrame:
+        """Why weights stay constant: a row per weight matrix and epoch.
+
+        Columns run_id, epoch, layer, name, parameters, constant (weights exactly unchanged
+        from epoch e-1 to e), explained (those in a dead unit's row or column), units and dead
+        (the hidden layer after the matrix: its units and those that never fired in the epoch;
+        empty for the output layer). Which units were dead is in ``GET /runs/{id}/units``."""
+        return self._table(f"/runs/{_run_id(run)}/units")
+
+    def spectrum(self, run: RunLike) -> pd.DataFrame:
+        """The movement spectrum: % of each layer's weights constant at every tolerance of the
+        ladder all runs share. The columns of :meth:`constancy` (run_id, tolerance, basis,
+        epoch, layer, name, parameters, constant, percent), without the means."""
+        return self._table(f"/runs/{_run_id(run)}/spectrum")
+
+    def compare_spectrum(self, runs: Iterable[RunLike]) -> pd.DataFrame:
+        """The runs' spectra, in their order: columns run_id, name (the run's), weight_decay,
+        basis, tolerance, epoch, layer, parameters, constant, percent."""
+        return self._table("/compare/spectrum", {"runs": _ids(runs)})
+
     # Figures (PNG)
 
     def _figure(self, path: str, params: Mapping[str, Any]) -> Figure:
@@ -363,14 +392,29 @@ class Client:
         """One line per run, one panel per shared tolerance (one with ``tol``)."""
         return self._figure("/compare", _compare_params(runs, tol, scope) | size)
 
+    def units_png(self, run: RunLike, **size: int) -> Figure:
+        """Dead units per hidden layer over the epochs; per weight matrix, its exactly constant
+        weights against those dead units explain."""
+        return self._figure(f"/runs/{_run_id(run)}/units", size)
+
+    def spectrum_png(self, runs: RunLike | Iterable[RunLike], **size: int) -> Figure:
+        """A run's movement spectrum (a heatmap per layer, epoch × tolerance), or several runs'
+        side by side (a row per run, one colour scale) when ``runs`` is a list."""
+        if isinstance(runs, RunLike):
+            return self._figure(f"/runs/{_run_id(runs)}/spectrum", size)
+        return self._figure("/compare/spectrum", {"runs": _ids(runs)} | size)
+
 
 def _tol(tol: float | None) -> dict[str, Any]:
     return {} if tol is None else {"tol": tol}
 
 
+def _ids(runs: Iterable[RunLike]) -> str:
+    return ",".join(str(_run_id(r)) for r in runs)
+
+
 def _compare_params(runs: Iterable[RunLike], tol: float | None, scope: Scope) -> dict[str, Any]:
-    ids = ",".join(str(_run_id(r)) for r in runs)
-    return {"runs": ids, "scope": scope} | _tol(tol)
+    return {"runs": _ids(runs), "scope": scope} | _tol(tol)
 
 
 def _raise_for_status(response: httpx.Response) -> None:

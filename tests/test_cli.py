@@ -94,6 +94,15 @@ def test_the_seed_pair_submitted_waited_for_exported_and_compared(processes, tmp
         pd.concat([client.metrics(i) for i in ids], ignore_index=True),
     )
 
+    for view, read in (("units", client.units), ("spectrum", client.spectrum)):
+        path = tmp_path / f"{view}.csv"
+        result = decaylab_cli("export", *ids, "--view", view, "-o", str(path), url=url)
+        assert result.returncode == 0, result.stderr
+        pd.testing.assert_frame_equal(
+            pd.read_csv(path, dtype=decaylab.client.CSV_DTYPES),
+            pd.concat([read(i) for i in ids], ignore_index=True),
+        )
+
     png = tmp_path / "compare.png"
     result = decaylab_cli("compare", *ids, "--scope", "last2", "--png", str(png), url=url)
     assert result.returncode == 0 and png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

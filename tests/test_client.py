@@ -80,6 +80,56 @@ def test_the_seed_pair_as_dataframes_equal_to_the_json_views(served, tiny_spec):
     assert set(compared["layer"]) == {"last2"}
     assert isinstance(compared, pd.DataFrame)
 
+    # Why weights stay constant: the DataFrames hold the JSON views' numbers.
+    units = client.units(first)
+    body = json_view(served, f"/runs/{first}/units")
+    hidden = {h["layer"]: h for h in body["hidden"]}
+    assert units["layer"].tolist() == [str(w["layer"]) for w in body["weights"] for _ in range(3)]
+    for w in body["weights"]:
+        rows = units[units["layer"] == str(w["layer"])]
+        assert rows["epoch"].tolist() == body["epochs"] and set(rows["run_id"]) == {first}
+        assert rows["constant"].tolist() == w["constant"]
+        assert rows["explained"].tolist() == w["explained"]
+        assert set(rows["name"]) == {w["name"]} and set(rows["parameters"]) == {w["parameters"]}
+        if w["layer"] in hidden:
+            assert rows["dead"].tolist() == hidden[w["layer"]]["dead"]
+            assert set(rows["units"]) == {hidden[w["layer"]]["units"]}
+        else:  # the output layer: no hidden layer after it
+            assert rows["dead"].isna().all() and rows["units"].isna().all()
+
+    spectrum = client.spectrum(first)
+    body = json_view(served, f"/runs/{first}/spectrum")
+    assert sorted(spectrum["tolerance"].unique()) == body["tolerances"]
+    assert len(spectrum) == len(body["tolerances"]) * len(body["layers"]) * len(body["epochs"])
+    for k, tolerance in enumerate(body["tolerances"]):
+        at = spectrum[spectrum["tolerance"] == tolerance]
+        for layer in body["layers"]:
+            series = at[at["layer"] == str(layer["index"])]
+            assert series["epoch"].tolist() == body["epochs"]
+            assert series["percent"].tolist() == [p[k] for p in layer["percent"]]
+            assert (series["constant"] * 100 / layer["parameters"]).tolist() == (
+                series["percent"].tolist()
+            )
+    assert set(spectrum["basis"]) == {body["basis"]}
+    side_by_side = client.compare_spectrum(reversed(runs))
+    body = json_view(served, "/compare/spectrum", runs=f"{ids[1]},{ids[0]}")
+    assert side_by_side["run_id"].unique().tolist() == [ids[1], ids[0]]
+    for run in body["runs"]:
+        rows = side_by_side[side_by_side["run_id"] == run["run_id"]]
+        assert set(rows["weight_decay"]) == {run["weight_decay"]}
+        assert rows["percent"].tolist() == [
+            layer["percent"][i][k]
+            for k in range(len(run["tolerances"]))
+            for layer in run["layers"]
+            for i in range(len(run["epochs"]))
+        ]
+    for figure in (
+        client.units_png(first, width=400, height=300),
+        client.spectrum_png(first),
+        client.spectrum_png(runs, width=600, height=500),
+    ):
+        assert figure.png.startswith(b"\x89PNG\r\n\x1a\n")
+
     figure = client.compare_png(runs, scope="all", width=400, height=300)
     assert figure._repr_png_().startswith(b"\x89PNG\r\n\x1a\n")
     assert client.constancy_png(first).png.startswith(b"\x89PNG")
