@@ -11,120 +11,38 @@ downloads their PNGs into docs/img/:
 """
 
 import argparse
-import json
-import os
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from server.processes import Processes
-
-ROOT = Path(__file__).resolve().parent.parent
+from figure_service import ROOT, download, get_json, local_service, say, wait_for
 
 WEIGHT_DECAYS = (0.0, 0.001)
-POLL_SECONDS = 1.0
-
-
-def _say(message: str) -> None:
-    print(f"make_figures: {message}", file=sys.stderr, flush=True)
-
-
-def _request(url: str, body: dict[str, Any] | None = None) -> tuple[str, bytes]:
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    # An API started with DECAYLAB_API_TOKEN (ours inherits the environment) wants it back.
-    if token := os.environ.get("DECAYLAB_API_TOKEN", "").strip():
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=data, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.headers.get_content_type(), response.read()
-    except urllib.error.HTTPError as error:
-        detail = error.read().decode(errors="replace")
-        raise SystemExit(f"{url}: HTTP {error.code}: {detail}") from None
-
-
-def _json(url: str, body: dict[str, Any] | None = None) -> Any:
-    return json.loads(_request(url, body)[1])
-
-
-@contextmanager
-def _local_service(root: Path) -> Iterator[str]:
-    """An API and one worker on a fresh SQLite file under root; yields the API's URL and stops
-    both afterwards. Their logs are shown when something fails."""
-    # On whatever device this machine has (the test helper's default is the CPU).
-    procs = Processes(root, device=os.environ.get("DECAYLAB_DEVICE", "auto"), database_url="")
-    try:
-        procs.start_server()
-        procs.start_worker()
-        yield procs.url
-    except BaseException:
-        _say(procs.logs())
-        raise
-    finally:
-        # SIGTERM: the worker hands its run back; what does not stop in time is killed.
-        procs.stop_all(grace=60)
-
-
-def _wait_for(url: str, run_ids: list[int], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    shown: dict[int, tuple[str, int]] = {}
-    while time.monotonic() < deadline:
-        runs = [_json(f"{url}/runs/{i}") for i in run_ids]
-        for run in runs:
-            progress = (run["status"], run["epochs_done"])
-            if shown.get(run["id"]) != progress:
-                shown[run["id"]] = progress
-                _say(
-                    f"run {run['id']}: {progress[0]}, {progress[1]}/{run['spec']['epochs']} epochs"
-                )
-        failed = [r for r in runs if r["status"] in ("failed", "cancelled")]
-        if failed:
-            raise SystemExit(f"run {failed[0]['id']} {failed[0]['status']}: {failed[0]['error']}")
-        if all(r["status"] == "succeeded" for r in runs):
-            return
-        time.sleep(POLL_SECONDS)
-    raise SystemExit(f"the runs did not finish within {timeout:.0f} s")
-
-
-def _download(url: str, path: str, params: dict[str, Any], target: Path) -> None:
-    query = urllib.parse.urlencode({**params, "format": "png"})
-    content_type, body = _request(f"{url}{path}?{query}")
-    if content_type != "image/png":
-        raise SystemExit(f"{path}?{query} answered {content_type}, not image/png")
-    target.write_bytes(body)
-    _say(f"wrote {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
 
 
 def make_figures(url: str, out: Path, spec: dict[str, Any], timeout: float) -> None:
     ids = []
     for decay in WEIGHT_DECAYS:
         name = "baseline" if decay == 0 else "weight decay"
-        run = _json(f"{url}/runs", {**spec, "name": name, "weight_decay": decay})
-        _say(f"submitted run {run['id']} ({name}, weight decay {decay:g})")
+        run = get_json(f"{url}/runs", {**spec, "name": name, "weight_decay": decay})
+        say(f"submitted run {run['id']} ({name}, weight decay {decay:g})")
         ids.append(run["id"])
-    _wait_for(url, ids, timeout)
+    wait_for(url, ids, timeout)
     out.mkdir(parents=True, exist_ok=True)
     for run_id, decay in zip(ids, WEIGHT_DECAYS, strict=True):
         suffix = f"wd{decay:g}"
-        _download(
+        download(
             url, f"/runs/{run_id}/constancy", {"scope": "layers"}, out / f"constancy_{suffix}.png"
         )
         for metric in ("loss", "accuracy"):
-            _download(
+            download(
                 url, f"/runs/{run_id}/metrics", {"metric": metric}, out / f"{metric}_{suffix}.png"
             )
-        _download(url, f"/runs/{run_id}/weights", {}, out / f"weights_{suffix}.png")
+        download(url, f"/runs/{run_id}/weights", {}, out / f"weights_{suffix}.png")
     runs = ",".join(map(str, ids))
     for scope in ("all", "last2"):
-        _download(url, "/compare", {"runs": runs, "scope": scope}, out / f"compare_{scope}.png")
+        download(url, "/compare", {"runs": runs, "scope": scope}, out / f"compare_{scope}.png")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         make_figures(args.url.rstrip("/"), args.out, spec, args.timeout)
     else:
         with tempfile.TemporaryDirectory(prefix="decaylab-figures-") as data_dir:
-            with _local_service(Path(data_dir)) as url:
+            with local_service(Path(data_dir)) as url:
                 make_figures(url, args.out, spec, args.timeout)
     return 0
 
