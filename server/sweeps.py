@@ -32,6 +32,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from server import analysis, crud, lifecycle, limits
+from server import scope as scopes
 from server.errors import InvalidTransition, NotComputed, SweepNotFound
 from server.models import EpochMetrics, Run, Sweep, utcnow
 from server.schemas import (
@@ -549,11 +550,9 @@ def _summary_scopes(measured: _Measured, scope: SummaryScope) -> list[Scope]:
     if scope == "means":
         return ["all", "last2"]
     if scope == "layers":
-        first = next(p for g in measured.data for p in g)
-        names = [la.name for la in first.run.layers]
-        return [
-            la.index for la, n in zip(first.run.layers, names, strict=True) if n[-5:] != ".bias"
-        ]
+        # The weight matrices of the first run with data (every run is checked as it is read).
+        layers = next(p for g in measured.data for p in g).run.layers
+        return [layers[i].index for i in scopes.weight_layers([la.name for la in layers])]
     return [scope]
 
 

@@ -228,9 +228,14 @@ def _value_text(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _field_text(field: str) -> str:
+    return field.replace("_", " ")
+
+
 def group_label(values: dict[str, object], n: int) -> str:
     """A group as legends name it: its values and how many runs it averages."""
-    named = ", ".join(f"{k} {_value_text(v)}" for k, v in values.items()) or "all runs"
+    named = ", ".join(f"{_field_text(k)} {_value_text(v)}" for k, v in values.items())
+    named = named or "all runs"
     return f"{named} (n={n})"
 
 
@@ -257,7 +262,10 @@ def draw_sweep_constancy(
 ) -> bytes:
     """One panel per tolerance, one line per group with its interval."""
     results = data.results if isinstance(data, SweepConstancyAllOut) else [data]
-    title = f"{label}\n{PERCENT_CONSTANT} between epochs, {scopes.describe(data.scope)}"
+    title = (
+        f"{label}\n{PERCENT_CONSTANT} between epochs, {scopes.describe(data.scope)}"
+        f"\n{INTERVAL_NOTE}"
+    )
     fig, axes = new_figure(options, len(results), title)
     groups = results[0].groups
     colours = series_colours(len(groups))
@@ -268,7 +276,6 @@ def draw_sweep_constancy(
         empty = not any(g.epochs for g in result.groups)
         finish_panel(ax, f"tolerance {result.tolerance:g}", PERCENT_CONSTANT, empty)
     add_legend(fig, axes[0])
-    fig.text(0.99, 0.995, INTERVAL_NOTE, ha="right", va="top", fontsize="small", alpha=0.7)
     return to_png(fig)
 
 
@@ -276,7 +283,8 @@ def draw_sweep_metrics(
     data: SweepMetricsOut, options: FigureOptions, metric: MetricName, label: str
 ) -> bytes:
     """Train and test panels of loss (or accuracy in %), one line per group with its interval."""
-    fig, axes = new_figure(options, 2, f"{label}\n{metric} per epoch, mean over seeds")
+    title = f"{label}\n{metric} per epoch, mean over seeds\n{INTERVAL_NOTE}"
+    fig, axes = new_figure(options, 2, title)
     scale = 100.0 if metric == "accuracy" else 1.0
     ylabel = "accuracy (%)" if metric == "accuracy" else "cross-entropy loss"
     colours = series_colours(len(data.groups))
@@ -312,7 +320,11 @@ def draw_sweep_summary(data: SweepSummaryOut, options: FigureOptions, label: str
     a symlog x axis (0 beside 1e-4..1e-2), one line per layer or scope (and per value of any
     other grouping field), one panel per tolerance."""
     x_field = data.x
-    title = f"{label}\n{PERCENT_CONSTANT} at epoch {data.epoch} by {x_field or 'group'}"
+    by = _field_text(x_field) if x_field else "group"
+    title = (
+        f"{label}\n{PERCENT_CONSTANT} at epoch {data.epoch} by {by}"
+        "\nbars: 95% interval of the mean over seeds (Student's t)"
+    )
     fig, axes = new_figure(options, len(data.results), title)
     for ax, result in zip(axes, data.results, strict=True):
         layer_lines = [ln for ln in result.lines if ln.scope.isdigit()]
@@ -325,7 +337,7 @@ def draw_sweep_summary(data: SweepSummaryOut, options: FigureOptions, label: str
             series: dict[str, list[tuple[float, object]]] = {}
             for i, point in enumerate(line.points):
                 rest = {k: v for k, v in point.values.items() if k != x_field}
-                key = ", ".join(f"{k} {_value_text(v)}" for k, v in rest.items())
+                key = ", ".join(f"{_field_text(k)} {_value_text(v)}" for k, v in rest.items())
                 x = float(point.values[x_field]) if x_field else float(i)  # type: ignore[arg-type]
                 series.setdefault(key, []).append((x, point))
             styles = ["-", "--", ":", "-."]
@@ -357,7 +369,7 @@ def draw_sweep_summary(data: SweepSummaryOut, options: FigureOptions, label: str
                 )
         if x_field:
             ax.set_xscale("symlog", linthresh=_symlog_threshold(all_x), linscale=0.6)
-            ax.set_xlabel(x_field.replace("_", " "))
+            ax.set_xlabel(_field_text(x_field))
         else:
             groups = result.lines[0].points if result.lines else []
             ax.set_xticks(range(len(groups)), [group_label(g.values, g.n) for g in groups])
@@ -366,15 +378,6 @@ def draw_sweep_summary(data: SweepSummaryOut, options: FigureOptions, label: str
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
     add_legend(fig, axes[0])
-    fig.text(
-        0.99,
-        0.995,
-        "bars: 95% interval of the mean over seeds",
-        ha="right",
-        va="top",
-        fontsize="small",
-        alpha=0.7,
-    )
     return to_png(fig)
 
 
