@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
 from server.app import create_app
-from server.models import ConstancyCount, EpochMetrics, LayerEpochStats, Run, RunLayer, utcnow
+from server.models import EpochCounts, EpochMetrics, LayerEpochStats, Run, RunLayer, utcnow
 from server.schemas import RunSpec, RunStatus
 from server.settings import Settings
 
@@ -73,11 +73,10 @@ def fill(settings: Settings, runs: int) -> None:
                  for i in batch for e in range(EPOCHS + 1) for k in range(len(LAYERS))],
             )  # fmt: skip
             session.execute(
-                insert(ConstancyCount),
-                [{"run_id": i, "epoch": e, "layer_index": k, "tolerance_index": t,
-                  "count": rng.randrange(n)}
-                 for i in batch for e in range(1, EPOCHS + 1)
-                 for k, (_, n) in enumerate(LAYERS) for t in range(4)],
+                insert(EpochCounts),
+                [{"run_id": i, "epoch": e,
+                  "counts": [sorted(rng.randrange(n) for _ in range(4)) for _, n in LAYERS]}
+                 for i in batch for e in range(1, EPOCHS + 1)],
             )  # fmt: skip
     database.dispose()
 

@@ -49,7 +49,8 @@ class _Run:
     layers: list[_Layer]
 
 
-def _with_layers(session: Session, runs: Sequence[Run]) -> list[_Run]:
+def with_layers(session: Session, runs: Sequence[Run]) -> list[_Run]:
+    """Each run with its spec parsed once and its measured layers, all in one query."""
     by_run: dict[int, list[_Layer]] = defaultdict(list)
     rows = session.execute(
         select(RunLayer.run_id, RunLayer.index, RunLayer.name, RunLayer.parameters)
@@ -77,7 +78,7 @@ def metrics(session: Session, run: Run) -> MetricsOut:
 
 
 def weight_stats(session: Session, run: Run) -> WeightStatsOut:
-    (measured,) = _with_layers(session, [run])
+    (measured,) = with_layers(session, [run])
     rows = session.execute(
         select(LayerEpochStats.epoch, LayerEpochStats.layer_index, LayerEpochStats.variance)
         .where(LayerEpochStats.run_id == run.id)
@@ -160,11 +161,21 @@ def _percent(run: _Run, epochs: list[int], counts: np.ndarray) -> _Percent:
     return _Percent(epochs, layers, mean(weights), mean(weights[-2:]))
 
 
-def _constancy_out(run: _Run, percent: _Percent, t: int) -> ConstancyOut:
-    """The view at tolerance index ``t``."""
+def constancy_view(
+    run: _Run, tolerance: float, epochs: list[int], counts: np.ndarray
+) -> ConstancyOut:
+    """A run's ConstancyOut at one tolerance from its exact counts (epochs × layers), however
+    they were counted (stored, on the spectrum's ladder, or from snapshots)."""
+    return _constancy_out(run, _percent(run, epochs, counts[:, :, None]), 0, tolerance)
+
+
+def _constancy_out(
+    run: _Run, percent: _Percent, t: int, tolerance: float | None = None
+) -> ConstancyOut:
+    """The view at tolerance index ``t`` (of the run's own tolerances unless ``tolerance``)."""
     return ConstancyOut(
         run_id=run.row.id,
-        tolerance=run.spec.tolerances[t],
+        tolerance=run.spec.tolerances[t] if tolerance is None else tolerance,
         basis=run.spec.basis,
         epochs=percent.epochs,
         layers=[
@@ -186,14 +197,14 @@ def constancy(session: Session, run: Run, tol: float) -> ConstancyOut:
 
     ``layers`` lists every measured tensor (bias vectors too, with ``include_biases``); the
     means are over the layers' weight matrices only, as in the seed."""
-    (measured,) = _with_layers(session, [run])
+    (measured,) = with_layers(session, [run])
     t = _tolerance_index(measured, tol)
     epochs, counts = _counts(session, [measured])[run.id]
     return _constancy_out(measured, _percent(measured, epochs, counts), t)
 
 
 def constancy_all(session: Session, run: Run) -> ConstancyAllOut:
-    (measured,) = _with_layers(session, [run])
+    (measured,) = with_layers(session, [run])
     percent = _percent(measured, *_counts(session, [measured])[run.id])
     return ConstancyAllOut(
         run_id=run.id,
@@ -244,7 +255,7 @@ def _percentages(session: Session, runs: Sequence[_Run]) -> list[RunPercent]:
 def percentages(session: Session, runs: Sequence[Run]) -> list[RunPercent]:
     """Every run's percentages, in the order given: one query for all their layers, one for all
     their counts."""
-    return _percentages(session, _with_layers(session, runs))
+    return _percentages(session, with_layers(session, runs))
 
 
 def shared_tolerances(runs: Sequence[_Run]) -> list[float]:
@@ -284,7 +295,7 @@ def _compare(
 
 def compare(session: Session, runs: Sequence[Run], tol: float, scope: Scope) -> CompareOut:
     """The runs side by side at one tolerance: one series per run for the scope."""
-    measured = _with_layers(session, runs)
+    measured = with_layers(session, runs)
     # The first run's spelling of the tolerance, as every run's own is matched leniently.
     tolerance = measured[0].spec.tolerances[_tolerance_index(measured[0], tol)]
     for run in measured[1:]:
@@ -294,7 +305,7 @@ def compare(session: Session, runs: Sequence[Run], tol: float, scope: Scope) -> 
 
 def compare_all(session: Session, runs: Sequence[Run], scope: Scope) -> CompareAllOut:
     """The runs side by side at every tolerance they all computed, ascending."""
-    measured = _with_layers(session, runs)
+    measured = with_layers(session, runs)
     tolerances = shared_tolerances(measured)
     return CompareAllOut(
         scope=str(scope),

@@ -33,3 +33,19 @@ def dataset_sizes(dataset: str, train_size: int | None, test_size: int | None) -
     """The samples a run uses: what it asked for, else the whole dataset."""
     train, test = DATASET_SIZES[dataset]
     return train_size or train, test_size or test
+
+
+# The movement spectrum: constancy at one fixed ladder of tolerances shared by every run, beside
+# its own. 0 (exactly equal), then four per decade from 1e-7 (about one fp32 ulp of relative
+# change: float32 resolves 2**-23 ≈ 1.2e-7) to 1 (a change as large as the weight), rounded to
+# three digits so the ladder reads well in JSON; it holds the seed's 0.001, 0.01 and 0.1 exactly.
+# Each run stores the ladder it measured (run_mechanism.tolerances), so changing it later leaves
+# older runs readable.
+SPECTRUM_DECADES = (-7, 0)
+SPECTRUM_PER_DECADE = 4
+SPECTRUM_TOLERANCES: list[float] = [0.0] + [
+    float(f"{10 ** (k / SPECTRUM_PER_DECADE):.3g}")
+    for k in range(
+        SPECTRUM_DECADES[0] * SPECTRUM_PER_DECADE, SPECTRUM_DECADES[1] * SPECTRUM_PER_DECADE + 1
+    )
+]

@@ -15,7 +15,7 @@ another worker has taken the run over, and then raises ``LeaseLost``.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
@@ -35,12 +35,17 @@ from sqlalchemy.orm import Session
 from server import lifecycle
 from server.db import lock_for_claim
 from server.models import (
+    DeadUnits,
     EpochCounts,
     EpochMetrics,
+    EpochSpectrum,
+    ExplainedCount,
     LayerEpochStats,
     Run,
     RunLayer,
+    RunMechanism,
     UTCDateTime,
+    pack_units,
     utcnow,
 )
 from server.schemas import RunSpec, RunStatus
@@ -71,6 +76,15 @@ class EpochRecord:
     epoch_seconds: float  # training, test pass, constancy, checkpoint and snapshot
     counts: list[list[int]]  # counts[tensor index][tolerance index]
     variances: list[float]  # each measured tensor's weight variance (ddof 0) after the epoch
+    # The mechanism (empty from engines that do not measure it; then nothing is stored):
+    # counts at the spectrum's ladder, spectrum[tensor index][ladder index] (same kernel, basis);
+    spectrum: list[list[int]] = field(default_factory=list)
+    # per hidden layer (the ReLU after Linear i), the units that never fired this epoch;
+    dead_units: list[list[int]] = field(default_factory=list)
+    # per weight matrix, its weights exactly unchanged since the previous epoch, and how many of
+    # those lie in a dead unit's incoming row or outgoing column (each weight counted once).
+    unchanged: list[int] = field(default_factory=list)
+    explained: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -159,9 +173,13 @@ def start_training(
     tensors: Sequence[TensorInfo],
     initial_variances: Sequence[float],
     note: str | None = None,
+    spectrum_tolerances: Sequence[float] | None = None,
 ) -> None:
     """Record where the held run starts: after its stored epoch ``start_epoch`` (a resume), or
-    at epoch 0, forgetting whatever an earlier claim stored and saying why in ``note``."""
+    at epoch 0, forgetting whatever an earlier claim stored and saying why in ``note``.
+
+    ``spectrum_tolerances``: the engine measures the mechanism (dead units, explained counts and
+    the spectrum at this ladder); a fresh start records that it does."""
     if start_epoch:
         _update_held(session, lease, Run.epochs_done == start_epoch, device=device)
         return
@@ -170,8 +188,23 @@ def start_training(
         values["note"] = note
     _update_held(session, lease, **values)
     # A claim that died before its first epoch, or a run restarting, may have stored rows.
-    for table in (EpochCounts, LayerEpochStats, EpochMetrics, RunLayer):
+    for table in (
+        EpochCounts,
+        LayerEpochStats,
+        EpochMetrics,
+        RunLayer,
+        EpochSpectrum,
+        DeadUnits,
+        ExplainedCount,
+        RunMechanism,
+    ):
         session.execute(delete(table).where(table.run_id == lease.run_id))
+    if spectrum_tolerances is not None:
+        session.execute(
+            insert(RunMechanism).values(
+                run_id=lease.run_id, tolerances=[float(t) for t in spectrum_tolerances]
+            )
+        )
     session.execute(
         insert(RunLayer),
         [
@@ -206,6 +239,45 @@ def record_epoch(session: Session, lease: Lease, result: EpochRecord, lease_seco
     session.execute(
         insert(EpochCounts).values(run_id=lease.run_id, epoch=result.epoch, counts=result.counts)
     )
+    _insert_mechanism(session, lease.run_id, result)
+
+
+def _insert_mechanism(session: Session, run_id: int, result: EpochRecord) -> None:
+    """The epoch's spectrum, dead units and explained counts (when the engine measured them)."""
+    if result.spectrum:
+        session.execute(
+            insert(EpochSpectrum).values(run_id=run_id, epoch=result.epoch, counts=result.spectrum)
+        )
+    if result.dead_units:
+        session.execute(
+            insert(DeadUnits),
+            [
+                {
+                    "run_id": run_id,
+                    "epoch": result.epoch,
+                    "layer_index": layer,
+                    "dead": len(units),
+                    "units": pack_units(units),
+                }
+                for layer, units in enumerate(result.dead_units)
+            ],
+        )
+    if result.unchanged:
+        session.execute(
+            insert(ExplainedCount),
+            [
+                {
+                    "run_id": run_id,
+                    "epoch": result.epoch,
+                    "layer_index": layer,
+                    "unchanged": unchanged,
+                    "explained": explained,
+                }
+                for layer, (unchanged, explained) in enumerate(
+                    zip(result.unchanged, result.explained, strict=True)
+                )
+            ],
+        )
 
 
 def finish_run(session: Session, lease: Lease, status: RunStatus, error: str | None = None) -> None:

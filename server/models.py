@@ -74,7 +74,7 @@ class Run(Base):
     # Something a user should know about how the run went (e.g. restarted from epoch 0).
     note: Mapped[str | None] = mapped_column(Text)
     # The sweep this run is a member of (server/sweeps.py), which deletes its members itself
-    # before it deletes the sweep (no ON DELETE CASCADE: see migration 0003).
+    # before it deletes the sweep (no ON DELETE CASCADE: see migration 0004).
     sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id"), index=True)
     # Claims take higher priorities first, then the oldest (jobs.claim_run). Not part of the
     # spec: it changes when a run trains, never what it computes.
@@ -158,3 +158,74 @@ class EpochCounts(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     counts: Mapped[np.ndarray] = mapped_column(Int64Array)
+
+
+# --- the mechanism: why weights stay constant (dead units, explained counts, the spectrum) ---
+
+
+class RunMechanism(Base):
+    """A run whose engine measured the mechanism from its first epoch, and the spectrum's ladder
+    of tolerances it used (server.experiment.SPECTRUM_TOLERANCES when it started). Runs stored
+    before decaylab measured it have no row: their /units and /spectrum answer 404."""
+
+    __tablename__ = "run_mechanism"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    tolerances: Mapped[list[float]] = mapped_column(JSON)
+
+
+class EpochSpectrum(Base):
+    """Like EpochCounts, at the run's spectrum ladder (run_mechanism.tolerances): one epoch's
+    ``counts[layer][ladder index]`` flattened, with the same kernel and basis as the run's own
+    tolerances."""
+
+    __tablename__ = "epoch_spectrum"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    counts: Mapped[np.ndarray] = mapped_column(Int64Array)
+
+
+class DeadUnits(Base):
+    """The units of hidden layer ``layer_index`` (the ReLU after Linear i) whose output was 0 for
+    every training sample of ``epoch``: ``dead`` of them, ``units`` a bitmask (see pack_units).
+
+    A bitmask rather than a list of indices: its size is bounded by the layer (at most hidden/8
+    bytes: 64 for the seed's 512 units, 1 KiB for the largest allowed layer of 8192) however many
+    units die, where a JSON list of indices grows to ~5 bytes a dead unit (40 KiB for a dead
+    layer of 8192); the count is kept beside it so that counts need no decoding."""
+
+    __tablename__ = "dead_units"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    layer_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dead: Mapped[int] = mapped_column(Integer)
+    units: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ExplainedCount(Base):
+    """Weight matrix ``layer_index`` from epoch-1 to epoch: its weights exactly unchanged, and
+    how many of those lie in a dead unit's incoming row or outgoing column (counted once)."""
+
+    __tablename__ = "explained_counts"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    layer_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    unchanged: Mapped[int] = mapped_column(Integer)
+    explained: Mapped[int] = mapped_column(Integer)
+
+
+def pack_units(units: list[int]) -> bytes:
+    """Unit indices as a bitmask: unit j is bit j % 8 (least significant first) of byte j // 8;
+    as many bytes as the highest index needs (b"" when none)."""
+    mask = bytearray((max(units) // 8 + 1) if units else 0)
+    for j in units:
+        mask[j // 8] |= 1 << (j % 8)
+    return bytes(mask)
+
+
+def unpack_units(mask: bytes) -> list[int]:
+    """The unit indices of a pack_units bitmask, ascending."""
+    return [8 * i + b for i, byte in enumerate(mask) for b in range(8) if byte >> b & 1]

@@ -206,6 +206,68 @@ class ErrorOut(BaseModel):
     detail: str
 
 
+# --- the mechanism: dead units and the movement spectrum ---
+
+
+class HiddenUnits(BaseModel):
+    """Hidden layer ``layer`` (the ReLU after Linear ``layer``): per epoch, how many of its
+    ``units`` never fired for a training sample of that epoch, and which."""
+
+    layer: int
+    units: int
+    dead: list[int]
+    dead_units: list[list[int]]
+
+
+class WeightUnits(BaseModel):
+    """Weight matrix ``layer`` from epoch e-1 to e: its weights exactly unchanged
+    (``constant``) and how many of those lie in a dead unit's incoming row or outgoing column
+    (``explained``; each weight once)."""
+
+    layer: int
+    name: str
+    parameters: int
+    constant: list[int]
+    explained: list[int]
+
+
+class UnitsOut(BaseModel):
+    run_id: int
+    epochs: list[int]
+    hidden: list[HiddenUnits]
+    weights: list[WeightUnits]
+
+
+class LayerSpectrum(BaseModel):
+    index: int
+    name: str
+    parameters: int
+    # percent[epoch position][tolerance position]: % of the layer's weights constant.
+    percent: list[list[float]]
+
+
+class SpectrumOut(BaseModel):
+    """% of each layer's weights constant from epoch e-1 to e at every tolerance of the
+    spectrum's ladder (the same for every run), with the run's basis."""
+
+    run_id: int
+    basis: str
+    epochs: list[int]
+    tolerances: list[float]
+    layers: list[LayerSpectrum]
+
+
+class CompareSpectrumRun(SpectrumOut):
+    name: str | None
+    weight_decay: float
+
+
+class CompareSpectrumOut(BaseModel):
+    """The runs' spectra side by side, in the order asked for."""
+
+    runs: list[CompareSpectrumRun]
+
+
 # --- sweeps (server/sweeps.py, server/routers/sweeps.py) ---
 
 # A 32-bit database integer.

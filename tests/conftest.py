@@ -30,9 +30,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from server import analysis, crud, jobs
+from server import analysis, crud, jobs, mechanism
 from server.app import create_app
 from server.db import Database
+from server.errors import NotComputed
 from server.figures.draw import FigureOptions
 from server.figures.render import Renderer
 from server.models import Run
@@ -295,15 +296,22 @@ def strip_run(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def stored_results(db: Database, run_id: int) -> dict[str, Any]:
-    """Everything a run computed: metrics, constancy at every tolerance, weight variances."""
+    """Everything a run computed: metrics, constancy at every tolerance, weight variances, and
+    (for runs trained by an engine that measures them) dead units and the spectrum."""
     with db.reader() as session:
         run = crud.get_run(session, run_id)
         constancy = analysis.constancy_all(session, run).model_dump()
-        return {
+        results = {
             "metrics": strip_run(analysis.metrics(session, run).model_dump()),
             "constancy": [strip_run(r) for r in constancy["results"]],
             "weights": strip_run(analysis.weight_stats(session, run).model_dump()),
         }
+        try:
+            results["units"] = strip_run(mechanism.units(session, run).model_dump())
+            results["spectrum"] = strip_run(mechanism.spectrum(session, run).model_dump())
+        except NotComputed:
+            pass
+        return results
 
 
 @pytest.fixture

@@ -318,14 +318,37 @@ def test_priority_on_post_patch_and_sweep_is_shown_and_not_part_of_the_spec(clie
     assert client.patch("/runs/999", json={"priority": 1}).status_code == 404
 
 
-@pytest.mark.backends("sqlite", "postgresql")
-def test_concurrent_claims_take_higher_priority_first_then_the_oldest(db):
+PRIORITIES = [0, 0, 5, 0, 5, -1, 9, 0]
+
+
+def submit_prioritised(db) -> tuple[list[int], list[int]]:
+    """Runs of PRIORITIES (the last one raised to 7 afterwards); returns their ids and the order
+    a claim must take them in: higher priority first, then the oldest."""
     spec = RunSpec.model_validate(BASE)
-    priorities = [0, 0, 5, 0, 5, -1, 9, 0]
     with db.write() as session:
-        ids = [crud.create_run(session, spec, priority=p).id for p in priorities]
+        ids = [crud.create_run(session, spec, priority=p).id for p in PRIORITIES]
     with db.write() as session:
-        crud.set_priority(session, ids[7], 7)
+        crud.set_priority(session, ids[-1], 7)
+    priority = dict(zip(ids, [*PRIORITIES[:-1], 7], strict=True))
+    return ids, sorted(ids, key=lambda i: (-priority[i], i))
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+def test_claims_take_higher_priority_first_then_the_oldest(db):
+    _, expected = submit_prioritised(db)
+    claimed = []
+    while True:
+        with db.write() as session:
+            got = jobs.claim_run(session, "w:1", lease_seconds=60)
+        if got is None:
+            break
+        claimed.append(got.lease.run_id)
+    assert claimed == expected
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+def test_concurrent_claims_honour_priorities_and_claim_each_run_once(db):
+    ids, expected = submit_prioritised(db)
     claimed: list[int] = []
     lock = threading.Lock()
     barrier = threading.Barrier(4)
@@ -335,8 +358,7 @@ def test_concurrent_claims_take_higher_priority_first_then_the_oldest(db):
         while True:
             with db.write() as session:
                 got = jobs.claim_run(session, name, lease_seconds=60)
-                # Record the order in which claims commit.
-                with lock:
+                with lock:  # the order in which claims commit
                     if got is not None:
                         claimed.append(got.lease.run_id)
             if got is None:
@@ -348,8 +370,10 @@ def test_concurrent_claims_take_higher_priority_first_then_the_oldest(db):
     for t in threads:
         t.join()
     assert sorted(claimed) == ids  # each run claimed exactly once
-    expected = sorted(ids, key=lambda i: (-[*priorities[:7], 7][ids.index(i)], i))
-    assert claimed == expected
+    # Each claim takes the best run no other claim holds at that moment (PostgreSQL: SKIP
+    # LOCKED), so with 4 claimers a run commits at most 3 places from its rank.
+    for position, run_id in enumerate(claimed):
+        assert abs(expected.index(run_id) - position) <= 3, (claimed, expected)
 
 
 # --- cancel and delete ---

@@ -195,6 +195,7 @@ class Worker:
                 tensors=engine.tensors,
                 initial_variances=engine.initial_variances,
                 note=note,
+                spectrum_tolerances=engine.spectrum_tolerances,
             )
         return engine
 

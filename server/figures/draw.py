@@ -14,6 +14,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,15 +24,18 @@ from server import scope as scopes
 from server.schemas import (
     CompareAllOut,
     CompareOut,
+    CompareSpectrumOut,
     ConstancyAllOut,
     ConstancyOut,
     MetricsOut,
     RunOut,
+    SpectrumOut,
     SweepConstancyAllOut,
     SweepConstancyOut,
     SweepDifferenceOut,
     SweepMetricsOut,
     SweepSummaryOut,
+    UnitsOut,
     WeightStatsOut,
 )
 from server.scope import FigureScope
@@ -69,16 +74,18 @@ PERCENT_CONSTANT = "% of weights constant"
 MARKER_MAX_POINTS = 30
 
 
-def new_figure(options: FigureOptions, panels: int, title: str) -> tuple[Figure, list[Axes]]:
+def new_figure(
+    options: FigureOptions, panels: int, title: str, cols: int | None = None
+) -> tuple[Figure, list[Axes]]:
     """A figure of exactly options.width × options.height pixels with a near-square grid of
-    panels (2×2 for the seed's four tolerances) and a suptitle."""
+    panels (2×2 for the seed's four tolerances; ``cols`` columns when given) and a suptitle."""
     fig = Figure(
         figsize=(options.width / options.dpi, options.height / options.dpi),
         dpi=options.dpi,
         layout="constrained",
     )
     FigureCanvasAgg(fig)
-    cols = math.ceil(math.sqrt(panels))
+    cols = cols or math.ceil(math.sqrt(panels))
     rows = math.ceil(panels / cols)
     grid = fig.subplots(rows, cols, squeeze=False)
     axes = list(grid.flat)
@@ -212,6 +219,164 @@ def draw_weight_stats(data: WeightStatsOut, options: FigureOptions, label: str) 
         plot_line(axes[0], data.epochs, layer.variance, f"layer {layer.index}", colour)
     finish_panel(axes[0], None, "weight variance", empty=not data.epochs)
     add_legend(fig, axes[0])
+    return to_png(fig)
+
+
+# --- the mechanism: dead units and the movement spectrum ---
+
+SPECTRUM_COLOURS = "viridis"
+# Contours drawn over a spectrum: where a layer crosses these shares of constant weights.
+SPECTRUM_CONTOURS = (10.0, 50.0, 90.0)
+
+
+def draw_units(data: UnitsOut, options: FigureOptions, label: str) -> bytes:
+    """A panel of dead units per hidden layer over the epochs, then one per weight matrix: its
+    exactly constant weights and those of them in a dead unit's row or column, in % of it."""
+    title = f"{label}\ndead ReLU units, and the exactly constant weights they explain"
+    fig, axes = new_figure(options, 1 + len(data.weights), title)
+    empty = not data.epochs
+    colours = layer_colours(len(data.hidden))
+    for hidden, colour in zip(data.hidden, colours, strict=True):
+        text = f"hidden layer {hidden.layer} (of {hidden.units})"
+        plot_line(axes[0], data.epochs, hidden.dead, text, colour)
+    finish_panel(axes[0], "dead units\n(never fired in the epoch)", "units", empty)
+    if not empty and data.hidden:
+        axes[0].legend(loc="best", fontsize="small")
+    constant_colour, explained_colour = series_colours(2)
+    for ax, weight in zip(axes[1:], data.weights, strict=True):
+        n = weight.parameters
+        plot_line(
+            ax,
+            data.epochs,
+            [100 * c / n for c in weight.constant],
+            "exactly constant (tolerance 0)",
+            constant_colour,
+        )
+        plot_line(
+            ax,
+            data.epochs,
+            [100 * c / n for c in weight.explained],
+            "… of them in a dead unit's row or column",
+            explained_colour,
+        )
+        total, explained = sum(weight.constant), sum(weight.explained)
+        share = (
+            f"explained: {100 * explained / total:.1f}% (all epochs)" if total else "none constant"
+        )
+        finish_panel(ax, f"layer {weight.layer} ({n:,} weights)\n{share}", "% of weights", empty)
+    if data.weights:
+        add_legend(fig, axes[1])
+    return to_png(fig)
+
+
+def _spectrum_panel(
+    ax: Axes,
+    epochs: Sequence[int],
+    tolerances: Sequence[float],
+    percent: Sequence[Sequence[float]],
+    title: str | None,
+    ylabel: str | None = "tolerance (relative change)",
+) -> None:
+    """Epoch × tolerance heatmap. The tolerances are log-spaced after 0, so their positions are
+    a log axis; tolerance 0 (exactly equal) is the bottom row, set off by a line."""
+    if title:
+        ax.set_title(title)
+    ax.set_xlabel("epoch")
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    # Few epoch ticks: heatmap panels are narrow when runs are compared.
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    rows = len(tolerances)
+    # Labelled: 0 and the powers of ten (but the one on the row next to 0, whose label would
+    # overlap it).
+    ticks = [
+        i
+        for i, t in enumerate(tolerances)
+        if t == 0
+        or (
+            abs(math.log10(t) - round(math.log10(t))) < 1e-9 and not (i == 1 and tolerances[0] == 0)
+        )
+    ]
+    ax.set_yticks(
+        ticks, ["0 (exact)" if tolerances[i] == 0 else f"{tolerances[i]:g}" for i in ticks]
+    )
+    if not epochs:
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-0.5, rows - 0.5)
+        ax.text(0.5, 0.5, "no epochs yet", ha="center", va="center", transform=ax.transAxes)
+        return
+    values = np.asarray(percent, dtype=float).T  # tolerance × epoch
+    left, right = epochs[0] - 0.5, epochs[-1] + 0.5
+    ax.imshow(
+        values,
+        origin="lower",
+        aspect="auto",
+        cmap=SPECTRUM_COLOURS,
+        vmin=0,
+        vmax=100,
+        extent=(left, right, -0.5, rows - 0.5),
+        interpolation="nearest",
+    )
+    if len(epochs) > 1 and rows > 2:
+        lines = ax.contour(
+            list(epochs),
+            list(range(rows)),
+            values,
+            levels=SPECTRUM_CONTOURS,
+            colors="white",
+            linewidths=0.8,
+        )
+        ax.clabel(lines, fmt="%g%%", fontsize="x-small")
+    if tolerances and tolerances[0] == 0:
+        ax.axhline(0.5, color="white", linewidth=1.5)
+
+
+def _spectrum_colourbar(fig: Figure, axes: Sequence[Axes]) -> None:
+    scale = colormaps[SPECTRUM_COLOURS]
+    mappable = ScalarMappable(Normalize(0, 100), scale)
+    fig.colorbar(mappable, ax=list(axes), label=PERCENT_CONSTANT, shrink=0.9)
+
+
+def draw_spectrum(data: SpectrumOut, options: FigureOptions, label: str) -> bytes:
+    """The movement spectrum: a heatmap per layer, epoch × tolerance, colour = % constant."""
+    title = (
+        f"{label}\n{PERCENT_CONSTANT} between epochs at every tolerance"
+        f" (change ≤ tolerance × |{data.basis} value|)"
+    )
+    fig, axes = new_figure(options, max(1, len(data.layers)), title)
+    for ax, layer in zip(axes, data.layers, strict=False):
+        name = f"layer {layer.index}" + (" bias" if layer.name.endswith(".bias") else "")
+        _spectrum_panel(ax, data.epochs, data.tolerances, layer.percent, name)
+    _spectrum_colourbar(fig, axes)
+    return to_png(fig)
+
+
+def draw_compare_spectrum(data: CompareSpectrumOut, options: FigureOptions) -> bytes:
+    """The runs' spectra side by side: a row of heatmaps per run, a column per layer."""
+    labels = [run_label(r.run_id, r.name, r.weight_decay) for r in data.runs]
+    named = " vs ".join(labels) if len(labels) <= 3 else f"{len(labels)} runs"
+    cols = max([len(r.layers) for r in data.runs] + [1])
+    title = f"{named}\n{PERCENT_CONSTANT} between epochs at every tolerance"
+    fig, axes = new_figure(options, cols * len(data.runs), title, cols=cols)
+    for row, run in enumerate(data.runs):
+        # The run's name heads its row, once; the layers head the columns.
+        named = f"run {run.run_id}" + (f" “{run.name}”" if run.name else "")
+        ylabel = f"{named}, weight decay {run.weight_decay:g}\ntolerance"
+        for col in range(cols):
+            ax = axes[row * cols + col]
+            if col >= len(run.layers):
+                ax.set_visible(False)
+                continue
+            layer = run.layers[col]
+            _spectrum_panel(
+                ax,
+                run.epochs,
+                run.tolerances,
+                layer.percent,
+                f"layer {layer.index}" if row == 0 else None,
+                ylabel if col == 0 else None,
+            )
+    _spectrum_colourbar(fig, axes)
     return to_png(fig)
 
 

@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 from fastapi.responses import FileResponse, HTMLResponse
 
-from server import analysis, crud
+from server import analysis, crud, posthoc
 from server.deps import AdmittedSpec, SessionDep, SettingsDep, WriteSessionDep
 from server.errors import NotComputed
 from server.figures.answer import PNG_RESPONSE, AnswerDep, OptionsDep
@@ -145,18 +145,22 @@ def get_metrics(
 def get_constancy(
     run_id: RunId,
     session: SessionDep,
+    settings: SettingsDep,
     answer: AnswerDep,
     tol: Tolerance = None,
     scope: FigureScopeQuery = "layers",
 ) -> ConstancyOut | ConstancyAllOut | Response:
     """Per layer, the mean of all layers and of the last two; without ``tol``, every tolerance.
 
+    A ``tol`` the run did not measure is read from its movement spectrum when it is on the
+    ladder, or computed exactly from its snapshots when it has them (``keep_snapshots``).
+
     PNG: one panel per tolerance (one with ``tol``), drawing what ``scope`` says."""
     run = crud.get_run(session, run_id)
     data: ConstancyOut | ConstancyAllOut = (
         analysis.constancy_all(session, run)
         if tol is None
-        else analysis.constancy(session, run, tol)
+        else posthoc.constancy(session, run, tol, settings.run_files(run_id))
     )
     return answer(data, draw_constancy, scope, label_of(run_out(run)))
 

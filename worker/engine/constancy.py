@@ -17,6 +17,10 @@ at which it is constant (a branch-free binary search over the sorted tolerances,
 evaluates the very predicate above); a histogram of those indices, summed cumulatively, gives
 every tolerance's count. Work is done in fixed-size chunks so the extra memory is one snapshot of
 the measured weights plus a small workspace, whatever the number of epochs.
+
+``measure_within`` also counts, per tensor, the weights constant at the *first* tolerance (exactly
+equal when it is 0) that lie inside a given mask, from the same pass: the engine uses it for the
+weights that a dead ReLU unit explains (worker/engine/train.py).
 """
 
 from collections.abc import Sequence
@@ -62,8 +66,11 @@ def _count_chunk(
     search: _Search,
     ws: _Workspace,
     histogram: torch.Tensor,
+    within: torch.Tensor | None = None,
+    within_count: torch.Tensor | None = None,
 ) -> None:
-    """Add to histogram[j] the number of weights of this chunk first constant at tolerance j."""
+    """Add to histogram[j] the number of weights of this chunk first constant at tolerance j, and
+    to ``within_count`` those constant at the first tolerance where ``within`` is True."""
     n = prev.numel()
     diff, ref = ws.diff[:n], ws.ref[:n]
     threshold, position, probe, mask = ws.threshold[:n], ws.position[:n], ws.probe[:n], ws.mask[:n]
@@ -85,6 +92,9 @@ def _count_chunk(
     torch.eq(curr, prev, out=mask)
     position.masked_fill_(mask, 0)
     histogram.index_add_(0, position, ws.ones[:n])
+    if within is not None and within_count is not None:
+        torch.eq(position, 0, out=mask).logical_and_(within)
+        within_count.add_(mask.sum())
 
 
 class ConstancyMeter:
@@ -113,30 +123,56 @@ class ConstancyMeter:
         self._histogram = torch.zeros(
             len(tensors), self._search.size + 1, dtype=torch.int32, device=device
         )
+        self._within = torch.zeros(len(tensors), dtype=torch.int64, device=device)
 
     @property
     def extra_bytes(self) -> int:
         """Memory the meter holds: the snapshot plus its workspace."""
-        buffers = [self._previous, self._histogram, *vars(self._ws).values()]
+        buffers = [self._previous, self._histogram, self._within, *vars(self._ws).values()]
         return sum(b.numel() * b.element_size() for b in buffers)
 
-    @torch.no_grad()
     def measure(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         """Counts[tensor][tolerance] (int64, on device) against the snapshot, then re-snapshots.
 
         No host synchronisation: the caller reads the counts when it is ready to wait.
         """
+        return self.measure_within(tensors, [None] * len(tensors))[0]
+
+    @torch.no_grad()
+    def measure_within(
+        self, tensors: Sequence[torch.Tensor], within: Sequence[torch.Tensor | None]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``measure()``'s counts, and per tensor (int64, on device) how many of its weights are
+        constant at the first tolerance and lie where ``within[i]`` (a bool tensor with as many
+        elements as tensor i, or None: counts 0) is True. One pass; no host synchronisation."""
         if [t.numel() for t in tensors] != self._sizes:
             raise ValueError("measure() needs the same tensors the meter was built with")
+        if len(within) != len(tensors) or any(
+            w is not None and (w.numel() != n or w.dtype != torch.bool)
+            for w, n in zip(within, self._sizes, strict=True)
+        ):
+            raise ValueError("within needs one bool mask (or None) per tensor, of its size")
         self._histogram.zero_()
+        self._within.zero_()
         offset = 0
         for i, tensor in enumerate(tensors):
             flat = tensor.detach().reshape(-1)
+            mask = within[i]
+            flat_mask = None if mask is None else mask.reshape(-1)
             for start in range(0, flat.numel(), self._chunk):
                 curr = flat[start : start + self._chunk]
                 prev = self._previous[offset + start : offset + start + curr.numel()]
-                _count_chunk(prev, curr, self.basis, self._search, self._ws, self._histogram[i])
+                _count_chunk(
+                    prev,
+                    curr,
+                    self.basis,
+                    self._search,
+                    self._ws,
+                    self._histogram[i],
+                    None if flat_mask is None else flat_mask[start : start + curr.numel()],
+                    self._within[i],
+                )
                 prev.copy_(curr)
             offset += flat.numel()
         counts = self._histogram.cumsum(1, dtype=torch.int64)
-        return counts[:, : self._search.count]
+        return counts[:, : self._search.count], self._within.clone()

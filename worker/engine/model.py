@@ -16,10 +16,15 @@ class MLP(nn.Module):
         sizes = layer_sizes(hidden_sizes)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, fired: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits of ``x``. With ``fired`` (one bool tensor per hidden layer, one flag per unit),
+        also ORs into it which units' ReLU output was > 0 for some sample of the batch: on the
+        device, without waiting for it (the engine's dead-unit tracking)."""
         x = x.flatten(1)
-        for layer in self.layers[:-1]:
+        for i, layer in enumerate(self.layers[:-1]):
             x = torch.relu(layer(x))
+            if fired is not None:
+                fired[i].logical_or_(x.detach().amax(0) > 0)
         return self.layers[-1](x)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from server.experiment import TEST_PASS_SAMPLES
+from server.experiment import CLASSES, IN_FEATURES, SPECTRUM_TOLERANCES, TEST_PASS_SAMPLES
 from server.jobs import EpochRecord, TensorInfo
 from server.runfiles import RunFiles
 from server.schemas import RunSpec
@@ -148,12 +148,32 @@ class Training:
             self._optimizer.load_state_dict(start.state["optimizer"])
             self._shuffle.set_state(start.state["shuffle_rng"])
             self.initial_variances = list(start.state["initial_variances"])
+        # One meter over the run's tolerances and the spectrum's ladder together: one snapshot and
+        # one pass over the weights (cheaper than a second meter: benchmarks/bench_mechanism.py).
+        # The ladder starts at 0, so the union's first tolerance is exact equality.
+        self.spectrum_tolerances = list(SPECTRUM_TOLERANCES)
+        union = sorted(set(spec.tolerances) | set(self.spectrum_tolerances))
+        assert union[0] == 0.0
+        self._union_size = len(union)
+        self._own_columns = [union.index(t) for t in spec.tolerances]
+        self._spectrum_columns = [union.index(t) for t in self.spectrum_tolerances]
         self._meter = ConstancyMeter(
             self._measured,
-            spec.tolerances,
+            union,
             spec.basis,
             chunk=1 << 18 if device.type == "cuda" else 1 << 16,
         )
+        # Dead units: per hidden layer, whether each unit's ReLU fired for some training sample
+        # of the epoch (ORed in by the model's forward, reset every epoch: no state to resume).
+        self._fired = [torch.zeros(h, dtype=torch.bool, device=device) for h in spec.hidden_sizes]
+        self._dead = [torch.zeros_like(f) for f in self._fired]
+        # Per weight matrix, which of its weights lie in a dead unit's incoming row (its own
+        # hidden layer) or outgoing column (the layer before); rebuilt every epoch in place.
+        weights = self._measured[: len(self._model.layers)]
+        self._in_dead_unit = [torch.zeros_like(w, dtype=torch.bool) for w in weights]
+        # The logits and the input pixels are no hidden units: never dead.
+        self._no_rows = torch.zeros(CLASSES, dtype=torch.bool, device=device)
+        self._no_cols = torch.zeros(IN_FEATURES, dtype=torch.bool, device=device)
         # Each test sample's loss, so the test loss can be averaged per batch_size batch.
         self._test_losses = torch.empty(len(self._test), device=device)
 
@@ -186,7 +206,7 @@ class Training:
                     f"epoch {epoch}: train loss {stats[0]}, test loss {stats[2]}, weight variances"
                     f" {stats[4:]} are not all finite; try a smaller learning_rate"
                 )
-            counts_list = counts.tolist()
+            numbers = self._split_counts(counts.tolist())
             self._save(epoch)
             self._epoch = epoch
             yield EpochRecord(
@@ -196,17 +216,58 @@ class Training:
                 test_loss=stats[2],
                 test_accuracy=stats[3],
                 epoch_seconds=time.perf_counter() - started,
-                counts=counts_list,
                 variances=stats[4:],
+                **numbers,
             )
+
+    def _split_counts(self, ints: list[int]) -> dict[str, Any]:
+        """The epoch's integers (see ``_device_epoch``) as EpochRecord fields."""
+        tensors, union = len(self._measured), self._union_size
+        weights, units = len(self._in_dead_unit), sum(self.spec.hidden_sizes)
+        rows = [ints[i * union : (i + 1) * union] for i in range(tensors)]
+        at = tensors * union
+        explained = ints[at : at + weights]
+        flags = ints[at + weights : at + weights + units]
+        dead, start = [], 0
+        for size in self.spec.hidden_sizes:
+            dead.append([j for j, d in enumerate(flags[start : start + size]) if d])
+            start += size
+        return {
+            "counts": [[row[k] for k in self._own_columns] for row in rows],
+            "spectrum": [[row[k] for k in self._spectrum_columns] for row in rows],
+            "unchanged": [row[0] for row in rows[:weights]],
+            "explained": explained,
+            "dead_units": dead,
+        }
 
     def _device_epoch(self, should_stop: Callable[[], bool]) -> tuple[torch.Tensor, torch.Tensor]:
         """Queue an epoch's work without waiting for the device: [train loss, train accuracy,
-        test loss, test accuracy, *variances] (float64) and the constancy counts."""
+        test loss, test accuracy, *variances] (float64) and the epoch's integers (int64): each
+        measured tensor's constancy counts at the meter's tolerances (the run's and the
+        spectrum's, ascending), each weight matrix's unchanged weights in a dead unit's row or
+        column, and each hidden unit's dead flag (1 = its ReLU never fired this epoch)."""
         train = self._train_pass(should_stop)
         test = self._test_pass(should_stop)
-        counts = self._meter.measure(self._measured)
-        return torch.cat([train, test, self._variances()]), counts
+        self._mark_dead_units()
+        within: list[torch.Tensor | None] = [*self._in_dead_unit]
+        within += [None] * (len(self._measured) - len(within))
+        counts, explained = self._meter.measure_within(self._measured, within)
+        dead = [d.long() for d in self._dead]
+        return torch.cat([train, test, self._variances()]), torch.cat(
+            [counts.flatten(), explained[: len(self._in_dead_unit)], *dead]
+        )
+
+    def _mark_dead_units(self) -> None:
+        """From this epoch's fired flags: the dead units, and per weight matrix the weights in
+        a dead unit's incoming row (unit j of hidden layer i: row j of weight i) or outgoing
+        column (unit k of hidden layer i-1: column k of weight i)."""
+        for fired, dead in zip(self._fired, self._dead, strict=True):
+            torch.logical_not(fired, out=dead)
+        last = len(self._in_dead_unit) - 1
+        for i, mask in enumerate(self._in_dead_unit):
+            rows = self._dead[i] if i < last else self._no_rows
+            cols = self._dead[i - 1] if i > 0 else self._no_cols
+            torch.logical_or(rows[:, None], cols[None, :], out=mask)
 
     def _train_pass(self, should_stop: Callable[[], bool]) -> torch.Tensor:
         """One shuffled pass over the training split: [mean batch loss, accuracy] (float64)."""
@@ -215,13 +276,15 @@ class Training:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self._device)
         correct = torch.zeros((), dtype=torch.int64, device=self._device)
         order = torch.randperm(size, generator=self._shuffle, device=self._device)
+        for fired in self._fired:
+            fired.zero_()
         self._model.train()
         for start in range(0, size, batch_size):
             if should_stop():
                 raise TrainingStopped(f"stopped during epoch {self._epoch + 1}")
             index = order[start : start + batch_size]
             labels = split.labels.index_select(0, index)
-            logits = self._model(_pixels(split.images.index_select(0, index)))
+            logits = self._model(_pixels(split.images.index_select(0, index)), self._fired)
             loss = F.cross_entropy(logits, labels)
             self._optimizer.zero_grad(set_to_none=True)
             loss.backward()
