@@ -56,14 +56,15 @@ def get_json(url: str, body: dict[str, Any] | None = None) -> Any:
 
 
 @contextmanager
-def _local_service(root: Path) -> Iterator[str]:
-    """An API and one worker on a fresh SQLite file under root; yields the API's URL and stops
-    both afterwards. Their logs are shown when something fails."""
+def _local_service(root: Path, workers: int = 1) -> Iterator[str]:
+    """An API and ``workers`` workers on a fresh SQLite file under root; yields the API's URL
+    and stops them afterwards. Their logs are shown when something fails."""
     # On whatever device this machine has (the test helper's default is the CPU).
     procs = Processes(root, device=os.environ.get("DECAYLAB_DEVICE", "auto"), database_url="")
     try:
         procs.start_server()
-        procs.start_worker()
+        for _ in range(workers):
+            procs.start_worker()
         yield procs.url
     except BaseException:
         say(procs.logs())
@@ -134,14 +135,25 @@ def make_figures(url: str, out: Path, spec: dict[str, Any], timeout: float) -> N
 Make = Callable[[str, Path, dict[str, Any], float], None]
 
 
-def main(argv: list[str] | None = None, make: Make = make_figures, doc: str = __doc__) -> int:
-    """The command line of ``make`` (this script's, or another figure script's reusing it)."""
+def main(
+    argv: list[str] | None = None,
+    make: Make = make_figures,
+    doc: str = __doc__,
+    *,
+    epochs: int = 25,
+    train_size: int = 5_000,
+    test_size: int = 2_000,
+    workers: int = 1,
+) -> int:
+    """The command line of ``make`` (this script's, or another figure script's reusing it, with
+    its own default sizes and number of local workers)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--url", help="a running decaylab API (default: start one with a worker)")
+    parser.add_argument("--workers", type=int, default=workers, help="local workers (no --url)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
-    parser.add_argument("--epochs", type=int, default=25)
-    parser.add_argument("--train-size", type=int, default=5_000)
-    parser.add_argument("--test-size", type=int, default=2_000)
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--train-size", type=int, default=train_size)
+    parser.add_argument("--test-size", type=int, default=test_size)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the runs")
     args = parser.parse_args(argv)
     # The seed's experiment on synthetic CIFAR-shaped data, smaller so that it runs on a CPU.
@@ -155,7 +167,7 @@ def main(argv: list[str] | None = None, make: Make = make_figures, doc: str = __
         make(args.url.rstrip("/"), args.out, spec, args.timeout)
     else:
         with tempfile.TemporaryDirectory(prefix="decaylab-figures-") as data_dir:
-            with _local_service(Path(data_dir)) as url:
+            with _local_service(Path(data_dir), args.workers) as url:
                 make(url, args.out, spec, args.timeout)
     return 0
 

@@ -225,17 +225,61 @@ def _scoped(run: _Run, percent: _Percent, t: int, scope: Scope) -> list[float]:
     )
 
 
+@dataclass(frozen=True)
+class RunPercent:
+    """A run (spec parsed, layers read) with its percentages at every tolerance: what the views
+    over many runs (comparisons, sweeps) compute from."""
+
+    run: _Run
+    percent: _Percent
+
+    def tolerance_index(self, tol: float) -> int:
+        return _tolerance_index(self.run, tol)
+
+    def scoped(self, scope: Scope) -> np.ndarray:
+        """The scope's percentages, epochs × the run's tolerances; NotComputed names the
+        layers the run has when ``scope`` is a layer it lacks."""
+        return scopes.pick(
+            scope,
+            {la.index: self.percent.layers[:, i] for i, la in enumerate(self.run.layers)},
+            {"all": self.percent.mean, "last2": self.percent.last_two_mean},
+            f"run {self.run.row.id}",
+        )
+
+
+def _percentages(session: Session, runs: Sequence[_Run]) -> list[RunPercent]:
+    counts = _counts(session, runs)
+    return [RunPercent(run, _percent(run, *counts[run.row.id])) for run in runs]
+
+
+def percentages(session: Session, runs: Sequence[Run]) -> list[RunPercent]:
+    """Every run's percentages, in the order given: one query for all their layers, one for all
+    their counts."""
+    return _percentages(session, with_layers(session, runs))
+
+
+def shared_tolerances(runs: Sequence[_Run]) -> list[float]:
+    """The tolerances every run computed, ascending; NotComputed lists each run's if none."""
+    shared = set(runs[0].spec.tolerances)
+    for run in runs[1:]:
+        shared &= set(run.spec.tolerances)
+    if not shared:
+        listed = "; ".join(f"run {r.row.id}: {r.spec.tolerances}" for r in runs)
+        raise NotComputed(f"the runs share no tolerance ({listed})")
+    return sorted(shared)
+
+
 def _compare(
     session: Session, runs: Sequence[_Run], tolerances: Sequence[float], scope: Scope
 ) -> list[CompareOut]:
     """One CompareOut per tolerance (each run has it): one series per run for the scope."""
-    counts = _counts(session, runs)
-    percents = [_percent(run, *counts[run.row.id]) for run in runs]
+    measured = _percentages(session, runs)
     results = []
     for tol in tolerances:
         entries = []
-        for run, percent in zip(runs, percents, strict=True):
-            t = _tolerance_index(run, tol)
+        for item in measured:
+            run, percent = item.run, item.percent
+            t = item.tolerance_index(tol)
             entries.append(
                 CompareRun(
                     run_id=run.row.id,
@@ -262,13 +306,7 @@ def compare(session: Session, runs: Sequence[Run], tol: float, scope: Scope) -> 
 def compare_all(session: Session, runs: Sequence[Run], scope: Scope) -> CompareAllOut:
     """The runs side by side at every tolerance they all computed, ascending."""
     measured = with_layers(session, runs)
-    shared = set(measured[0].spec.tolerances)
-    for run in measured[1:]:
-        shared &= set(run.spec.tolerances)
-    if not shared:
-        listed = "; ".join(f"run {r.row.id}: {r.spec.tolerances}" for r in measured)
-        raise NotComputed(f"the runs share no tolerance ({listed})")
-    tolerances = sorted(shared)
+    tolerances = shared_tolerances(measured)
     return CompareAllOut(
         scope=str(scope),
         tolerances=tolerances,

@@ -18,7 +18,7 @@ from server.etag import ETagMiddleware
 from server.events import Broadcaster
 from server.figures.render import Renderer
 from server.middleware import OPEN_PATHS, BearerAuth, BodyLimit, SameOriginWrites
-from server.routers import compare, events, health, mechanism, runs
+from server.routers import compare, events, health, mechanism, runs, sweeps
 from server.settings import Settings, get_settings
 
 DESCRIPTION = """How does weight decay change the way each layer's weights move during training?
@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.events = broadcaster
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DomainError, _domain_error)
-    for module in (runs, events, compare, mechanism, health):
+    for module in (runs, events, compare, mechanism, health, sweeps):
         app.include_router(module.router)
     pages.install(app)
     app.add_middleware(ETagMiddleware)

@@ -15,8 +15,16 @@ from server.models import Run, utcnow
 from server.schemas import RunSpec, RunStatus
 
 
-def create_run(session: Session, spec: RunSpec) -> Run:
-    run = Run(name=spec.name, spec=spec.model_dump(mode="json"), status=RunStatus.queued.value)
+def create_run(
+    session: Session, spec: RunSpec, *, priority: int = 0, sweep_id: int | None = None
+) -> Run:
+    run = Run(
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        status=RunStatus.queued.value,
+        priority=priority,
+        sweep_id=sweep_id,
+    )
     session.add(run)
     session.flush()
     return run
@@ -79,3 +87,11 @@ def delete_run(session: Session, run_id: int) -> None:
     if run.status == RunStatus.running:
         raise InvalidTransition(f"run {run_id} is running; cancel it first")
     session.execute(delete(Run).where(Run.id == run_id))
+
+
+def set_priority(session: Session, run_id: int, priority: int) -> Run:
+    """Change when a run is claimed (higher first); its results do not depend on it."""
+    run = get_run(session, run_id, for_update=True)
+    run.priority = priority
+    session.flush()
+    return run

@@ -14,6 +14,12 @@ class RunNotFound(DomainError):
     status_code = 404
 
 
+class SweepNotFound(DomainError):
+    """No sweep with that id."""
+
+    status_code = 404
+
+
 class NotComputed(DomainError):
     """The run has no such tolerance, layer or file (the message says what it has)."""
 

@@ -117,7 +117,8 @@ def _expiry(lease_seconds: float) -> datetime:
 
 
 def claim_run(session: Session, worker: str, lease_seconds: float) -> Claim | None:
-    """Take the oldest queued run, or a running one whose worker stopped renewing its lease."""
+    """Take the queued run of the highest priority, the oldest first among equals, or a running
+    one whose worker stopped renewing its lease (in the same order)."""
     now = utcnow()
     candidate = lock_for_claim(
         select(Run.id)
@@ -127,7 +128,7 @@ def claim_run(session: Session, worker: str, lease_seconds: float) -> Claim | No
                 and_(Run.status == RunStatus.running.value, Run.lease_expires_at < now),
             )
         )
-        .order_by(Run.id)
+        .order_by(Run.priority.desc(), Run.id)
         .limit(1)
     ).scalar_subquery()
     stmt = lifecycle.transition(

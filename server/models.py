@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -72,6 +73,31 @@ class Run(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Something a user should know about how the run went (e.g. restarted from epoch 0).
     note: Mapped[str | None] = mapped_column(Text)
+    # The sweep this run is a member of (server/sweeps.py), which deletes its members itself
+    # before it deletes the sweep (no ON DELETE CASCADE: see migration 0004).
+    sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id"), index=True)
+    # Claims take higher priorities first, then the oldest (jobs.claim_run). Not part of the
+    # spec: it changes when a run trains, never what it computes.
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+# Serves the claim's ORDER BY priority DESC, id among the runs of one status.
+Index("ix_runs_claim", Run.status, Run.priority.desc(), Run.id)
+
+
+class Sweep(Base):
+    """A grid of runs as one experiment: ``base`` (a run spec, any fields) expanded over the
+    cartesian product of ``grid`` ({spec field: [values]}); its members are runs with its id.
+    Its status and progress are derived from the members' when read."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    base: Mapped[dict[str, Any]] = mapped_column(JSON)
+    grid: Mapped[dict[str, Any]] = mapped_column(JSON)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class RunLayer(Base):

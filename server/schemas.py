@@ -2,7 +2,7 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -114,6 +114,10 @@ class RunOut(BaseModel):
     attempts: int
     cancel_requested: bool
     note: str | None = None
+    # Claims take higher priorities first, then the oldest (not part of the spec).
+    priority: int = 0
+    # The sweep the run is a member of (GET /sweeps/{id}).
+    sweep_id: int | None = None
 
 
 class RunList(BaseModel):
@@ -262,3 +266,190 @@ class CompareSpectrumOut(BaseModel):
     """The runs' spectra side by side, in the order asked for."""
 
     runs: list[CompareSpectrumRun]
+
+
+# --- sweeps (server/sweeps.py, server/routers/sweeps.py) ---
+
+# A 32-bit database integer.
+PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
+Priority = Annotated[
+    int,
+    Field(
+        ge=PRIORITY_MIN,
+        le=PRIORITY_MAX,
+        description="claims take higher priorities first, then the oldest run (default 0)",
+    ),
+]
+
+
+class RunPatch(BaseModel):
+    """What can change about a submitted run: when it is claimed, not what it computes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    priority: Priority
+
+
+class SweepIn(BaseModel):
+    """A grid of runs: ``base`` (a run spec, any of its fields) expanded over the cartesian
+    product of ``grid`` (a RunSpec field → its values), the last field varying fastest."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: Annotated[str | None, Field(max_length=200, description="a label for people")] = None
+    base: Annotated[
+        dict[str, Any], Field(description="a run spec; every member starts from it")
+    ] = {}
+    grid: Annotated[
+        dict[str, list[Any]],
+        Field(min_length=1, description="spec field → the values it takes, e.g. seed: [0, 1, 2]"),
+    ]
+    priority: Priority = 0
+
+    @field_validator("name")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("name must not contain NUL characters")
+        return value
+
+
+class SweepProgress(BaseModel):
+    runs: int
+    by_status: dict[str, int]
+    epochs_done: int
+    epochs_total: int
+
+
+class SweepBrief(BaseModel):
+    id: int
+    name: str | None
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    priority: int
+    created_at: datetime
+    # Derived from the members' when read: queued (all queued), running (any running, or some
+    # queued and some finished), else failed (any failed), cancelled (any), succeeded.
+    status: RunStatus
+    progress: SweepProgress
+
+
+class SweepOut(SweepBrief):
+    runs: list[RunOut]
+
+
+class SweepList(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    sweeps: list[SweepBrief]
+
+
+class GroupSeries(BaseModel):
+    """A group of runs (the members that share ``values``) at each epoch they all have: the
+    mean over its runs and the 95% interval mean ∓ t(0.975, n−1)·sd/√n (null when n = 1)."""
+
+    values: dict[str, Any]
+    run_ids: list[int]
+    n: int
+    epochs: list[int]
+    mean: list[float]
+    ci_low: list[float] | None
+    ci_high: list[float] | None
+
+
+class SweepConstancyOut(BaseModel):
+    sweep_id: int
+    tolerance: float
+    scope: str
+    by: list[str]
+    groups: list[GroupSeries]
+
+
+class SweepConstancyAllOut(BaseModel):
+    sweep_id: int
+    scope: str
+    by: list[str]
+    tolerances: list[float]
+    results: list[SweepConstancyOut]
+
+
+class SeriesStats(BaseModel):
+    mean: list[float]
+    ci_low: list[float] | None
+    ci_high: list[float] | None
+
+
+class GroupMetrics(BaseModel):
+    values: dict[str, Any]
+    run_ids: list[int]
+    n: int
+    epochs: list[int]
+    train_loss: SeriesStats
+    train_accuracy: SeriesStats
+    test_loss: SeriesStats
+    test_accuracy: SeriesStats
+
+
+class SweepMetricsOut(BaseModel):
+    sweep_id: int
+    by: list[str]
+    groups: list[GroupMetrics]
+
+
+class GroupPoint(BaseModel):
+    values: dict[str, Any]
+    run_ids: list[int]
+    n: int
+    mean: float
+    sd: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+class SummaryLine(BaseModel):
+    scope: str
+    points: list[GroupPoint]
+
+
+class SummaryAtTolerance(BaseModel):
+    tolerance: float
+    lines: list[SummaryLine]
+
+
+class SweepSummaryOut(BaseModel):
+    """Dose-response: every group's value at one epoch, per tolerance and scope."""
+
+    sweep_id: int
+    epoch: int
+    by: list[str]
+    # The numeric field of ``by`` the figure puts on its x axis (null: none is numeric).
+    x: str | None
+    tolerances: list[float]
+    results: list[SummaryAtTolerance]
+
+
+class GroupRef(BaseModel):
+    index: int
+    values: dict[str, Any]
+    run_ids: list[int]
+    n: int
+
+
+class SweepDifferenceOut(BaseModel):
+    """Group b minus group a per epoch with its 95% interval: Welch's (unequal variances,
+    Welch–Satterthwaite df) or paired (runs matched by their other grid values, e.g. seed)."""
+
+    sweep_id: int
+    tolerance: float
+    scope: str
+    method: Literal["welch", "paired"]
+    a: GroupRef
+    b: GroupRef
+    # paired: the matched run ids [a, b].
+    pairs: list[list[int]] | None
+    epochs: list[int]
+    difference: list[float]
+    ci_low: list[float] | None
+    ci_high: list[float] | None
+    df: list[float] | None

@@ -10,7 +10,7 @@ per layer but never averaged in, as in the seed.
 """
 
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -22,6 +22,8 @@ MeanScope = Literal["all", "last2"]
 Scope = MeanScope | Annotated[int, Field(ge=0)]
 # What a constancy figure draws: a line per layer, or one of the means.
 FigureScope = Literal["layers"] | MeanScope
+
+T = TypeVar("T")
 
 _TEXT = {"layers": "per layer", "all": "mean of all layers", "last2": "mean of the last two layers"}
 
@@ -50,12 +52,17 @@ def select(
 ) -> list[float]:
     """The series of ``scope`` (also as text: "2") from per-layer series (by index) and the
     means ("all", "last2"); NotComputed names the layers ``what`` has."""
+    return _floats(pick(scope, layers, means, what))
+
+
+def pick(scope: Scope | str, layers: dict[int, T], means: dict[str, T], what: str) -> T:
+    """What ``select`` picks, as it is (e.g. an array of every epoch and tolerance)."""
     text = str(scope)
     if not text.isdigit():
-        return _floats(means[text])
+        return means[text]
     if int(text) not in layers:
         raise NotComputed(f"{what} has no layer {text}; it has {sorted(layers)}")
-    return _floats(layers[int(text)])
+    return layers[int(text)]
 
 
 def _floats(series: Sequence[float] | np.ndarray) -> list[float]:

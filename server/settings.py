@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     max_parameters: int = Field(default=100_000_000, ge=1)
     max_memory_bytes: int = Field(default=8 * 2**30, ge=1)
     max_run_disk_bytes: int = Field(default=4 * 2**30, ge=1)
+    # POST /sweeps refuses (422) a grid of more runs (server/sweeps.py).
+    max_sweep_runs: int = Field(default=256, ge=1)
 
     @field_validator("database_url", mode="before")
     @classmethod

@@ -24,6 +24,11 @@ from server.schemas import (
     ConstancyOut,
     MetricsOut,
     SpectrumOut,
+    SweepConstancyAllOut,
+    SweepConstancyOut,
+    SweepDifferenceOut,
+    SweepMetricsOut,
+    SweepSummaryOut,
     UnitsOut,
     WeightStatsOut,
 )
@@ -241,3 +246,110 @@ def _compare_spectrum(view: CompareSpectrumOut) -> Table:
         )
     ]
     return Table(columns=COMPARE_SPECTRUM_COLUMNS, rows=rows)
+
+
+# --- sweeps: one row per group and epoch (or point), a column per grouping field ---
+
+
+def _sweep_series_rows(
+    head: tuple[Any, ...], by: Sequence[str], group: Any, mean: Any, low: Any, high: Any
+) -> Iterator[Row]:
+    values = tuple(group.values[field] for field in by)
+    for i, epoch in enumerate(group.epochs):
+        yield (
+            *head,
+            *values,
+            group.n,
+            epoch,
+            mean[i],
+            None if low is None else low[i],
+            None if high is None else high[i],
+        )
+
+
+def _sweep_constancy_table(views: Sequence[SweepConstancyOut]) -> Table:
+    by = views[0].by if views else []
+    rows = [
+        row
+        for view in views
+        for g in view.groups
+        for row in _sweep_series_rows(
+            (view.sweep_id, view.tolerance, view.scope), by, g, g.mean, g.ci_low, g.ci_high
+        )
+    ]
+    columns = ("sweep_id", "tolerance", "layer", *by, "n", "epoch", "mean", "ci_low", "ci_high")
+    return Table(columns=columns, rows=rows)
+
+
+@table.register
+def _sweep_constancy(view: SweepConstancyOut) -> Table:
+    return _sweep_constancy_table([view])
+
+
+@table.register
+def _sweep_constancy_all(view: SweepConstancyAllOut) -> Table:
+    return _sweep_constancy_table(view.results)
+
+
+@table.register
+def _sweep_metrics(view: SweepMetricsOut) -> Table:
+    rows = [
+        row
+        for g in view.groups
+        for metric in METRICS[:4]
+        for row in _sweep_series_rows(
+            (view.sweep_id, metric),
+            view.by,
+            g,
+            getattr(g, metric).mean,
+            getattr(g, metric).ci_low,
+            getattr(g, metric).ci_high,
+        )
+    ]
+    columns = ("sweep_id", "metric", *view.by, "n", "epoch", "mean", "ci_low", "ci_high")
+    return Table(columns=columns, rows=rows)
+
+
+@table.register
+def _sweep_summary(view: SweepSummaryOut) -> Table:
+    rows = [
+        (
+            view.sweep_id,
+            view.epoch,
+            result.tolerance,
+            line.scope,
+            *(p.values[field] for field in view.by),
+            p.n,
+            p.mean,
+            p.sd,
+            p.ci_low,
+            p.ci_high,
+        )
+        for result in view.results
+        for line in result.lines
+        for p in line.points
+    ]
+    columns = ("sweep_id", "epoch", "tolerance", "layer", *view.by, "n", "mean", "sd")
+    return Table(columns=(*columns, "ci_low", "ci_high"), rows=rows)
+
+
+@table.register
+def _sweep_difference(view: SweepDifferenceOut) -> Table:
+    rows = [
+        (
+            view.sweep_id,
+            view.tolerance,
+            view.scope,
+            view.method,
+            view.a.index,
+            view.b.index,
+            epoch,
+            d,
+            None if view.ci_low is None else view.ci_low[i],
+            None if view.ci_high is None else view.ci_high[i],
+            None if view.df is None else view.df[i],
+        )
+        for i, (epoch, d) in enumerate(zip(view.epochs, view.difference, strict=True))
+    ]
+    columns = ("sweep_id", "tolerance", "layer", "method", "a", "b", "epoch", "difference")
+    return Table(columns=(*columns, "ci_low", "ci_high", "df"), rows=rows)

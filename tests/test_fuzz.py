@@ -16,10 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from server.db import Database
-from server.models import Run
+from server.models import Run, Sweep
 from server.schemas import RunSpec
 
 EXAMPLES = 300
@@ -65,7 +65,7 @@ query_values = st.one_of(
     text,
 )
 QUERY_NAMES = ["tol", "runs", "scope", "format", "width", "height", "dpi", "limit", "offset",
-               "status", "metric", "epoch"]  # fmt: skip
+               "status", "metric", "epoch", "by", "a", "b", "method"]  # fmt: skip
 accept = st.sampled_from(
     ["", "*/*", "image/png", "application/json", "image/*;q=0.5, application/json;q=nan",
      "image/png;q=inf", "image/png;q=x, */*;q=-1", "text/html"]
@@ -93,10 +93,15 @@ def summary(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
-def seeded(play, tiny_spec) -> list[int]:
+def seeded(play, tiny_spec, db) -> list[int]:
     """A finished run with results, one still running, one queued."""
     finished = play(tiny_spec(keep_snapshots=True), epochs=3).run_id
     running = play(tiny_spec(), epochs=1, finish=None, seed=1).run_id
+    # Sweep 1 has both as its members (one group of two).
+    with db.write() as session:
+        session.add(Sweep(id=1, name="fuzz", base={}, grid={"seed": [0, 1]}, priority=0))
+        session.flush()
+        session.execute(update(Run).values(sweep_id=1))
     return [finished, running]
 
 
@@ -161,7 +166,7 @@ def operations(client: TestClient) -> list[tuple[str, str]]:
 def test_fuzz_every_read_endpoint(lenient, seeded, data):
     reads = [op for op in operations(lenient) if op[0] == "GET"]
     method, path = data.draw(st.sampled_from(reads))
-    for name in ("run_id", "epoch"):
+    for name in ("run_id", "epoch", "sweep_id"):
         if f"{{{name}}}" in path:
             value = data.draw(st.one_of(st.sampled_from(["1", "2", "3", "0"]), query_values))
             path = path.replace(f"{{{name}}}", quote(value, safe="") or "1")
@@ -182,8 +187,60 @@ def test_fuzz_cancel_and_delete(lenient, db, seeded, method, run_id):
     check(f"{method} (cancel, delete)", lenient.request(method, path))
 
 
+SWEEP_FIELDS = ["name", "base", "grid", "priority", "seeds", ""]
+sweep_bodies = st.one_of(
+    st.just({"base": VALID, "grid": {"seed": [0, 1]}}),
+    json_values,
+    st.dictionaries(st.sampled_from(SWEEP_FIELDS), json_values, max_size=4),
+    st.builds(
+        lambda field, values: {"base": VALID, "grid": {field: values}},
+        st.sampled_from([*FIELDS, "wd"]),
+        st.one_of(st.lists(json_values, max_size=4), json_values),
+    ),
+    st.builds(lambda body: {"base": body, "grid": {"seed": [0, 1]}}, spec_bodies),
+)
+
+
+def sweeps_stored(db: Database) -> int:
+    with db.reader() as session:
+        return session.scalar(select(func.count()).select_from(Sweep)) or 0
+
+
+@FUZZ
+@given(body=sweep_bodies)
+def test_fuzz_post_sweeps_is_all_or_nothing(lenient, db, body):
+    before = stored(db), sweeps_stored(db)
+    response = lenient.post("/sweeps", content=json.dumps(body).encode())
+    check("POST /sweeps", response)
+    if response.status_code == 201:
+        runs = len(response.json()["runs"])
+        assert (stored(db), sweeps_stored(db)) == (before[0] + runs, before[1] + 1)
+    else:
+        assert response.status_code in (400, 413, 422), response.text
+        assert (stored(db), sweeps_stored(db)) == before
+
+
+@FUZZ
+@given(
+    operation=st.sampled_from(["PATCH run", "POST sweep cancel", "DELETE sweep"]),
+    target=st.one_of(st.sampled_from(["1", "2", "3"]), query_values),
+    body=st.one_of(st.builds(lambda p: {"priority": p}, json_values), json_values),
+)
+def test_fuzz_patch_runs_and_cancel_and_delete_sweeps(lenient, seeded, operation, target, body):
+    segment = quote(target, safe="", errors="surrogatepass") or "1"
+    if operation == "PATCH run":
+        response = lenient.patch(f"/runs/{segment}", content=json.dumps(body).encode())
+    elif operation == "POST sweep cancel":
+        response = lenient.post(f"/sweeps/{segment}/cancel")
+    else:
+        response = lenient.delete(f"/sweeps/{segment}")
+    check(f"{operation}", response)
+
+
 def test_the_fuzzers_reached_every_operation(lenient):
     """Each operation of the OpenAPI document is covered by one of the fuzz tests above."""
     covered = {("GET", p) for m, p in operations(lenient) if m == "GET"}
     covered |= {("POST", "/runs"), ("POST", "/runs/{run_id}/cancel"), ("DELETE", "/runs/{run_id}")}
+    covered |= {("POST", "/sweeps"), ("PATCH", "/runs/{run_id}")}
+    covered |= {("POST", "/sweeps/{sweep_id}/cancel"), ("DELETE", "/sweeps/{sweep_id}")}
     assert set(operations(lenient)) <= covered

@@ -30,6 +30,11 @@ from server.schemas import (
     MetricsOut,
     RunOut,
     SpectrumOut,
+    SweepConstancyAllOut,
+    SweepConstancyOut,
+    SweepDifferenceOut,
+    SweepMetricsOut,
+    SweepSummaryOut,
     UnitsOut,
     WeightStatsOut,
 )
@@ -372,4 +377,200 @@ def draw_compare_spectrum(data: CompareSpectrumOut, options: FigureOptions) -> b
                 ylabel if col == 0 else None,
             )
     _spectrum_colourbar(fig, axes)
+    return to_png(fig)
+
+
+# --- sweeps: groups of runs with their 95% intervals (server/sweeps.py) ---
+
+INTERVAL_ALPHA = 0.18
+
+
+def sweep_label(sweep_id: int, name: str | None) -> str:
+    return f"sweep {sweep_id} “{name}”" if name else f"sweep {sweep_id}"
+
+
+def _value_text(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _field_text(field: str) -> str:
+    return field.replace("_", " ")
+
+
+def group_label(values: dict[str, object], n: int) -> str:
+    """A group as legends name it: its values and how many runs it averages."""
+    named = ", ".join(f"{_field_text(k)} {_value_text(v)}" for k, v in values.items())
+    named = named or "all runs"
+    return f"{named} (n={n})"
+
+
+def plot_band(
+    ax: Axes,
+    x: Sequence[float],
+    mean: Sequence[float],
+    low: Sequence[float] | None,
+    high: Sequence[float] | None,
+    label: str,
+    colour: object,
+) -> None:
+    """A mean line with its interval shaded (no shading for a single run)."""
+    plot_line(ax, x, mean, label, colour)  # type: ignore[arg-type]
+    if low is not None and high is not None and len(x):
+        ax.fill_between(x, low, high, color=colour, alpha=INTERVAL_ALPHA, linewidth=0)
+
+
+INTERVAL_NOTE = "shaded: 95% interval of the mean over seeds (Student's t)"
+
+
+def draw_sweep_constancy(
+    data: SweepConstancyOut | SweepConstancyAllOut, options: FigureOptions, label: str
+) -> bytes:
+    """One panel per tolerance, one line per group with its interval."""
+    results = data.results if isinstance(data, SweepConstancyAllOut) else [data]
+    title = (
+        f"{label}\n{PERCENT_CONSTANT} between epochs, {scopes.describe(data.scope)}"
+        f"\n{INTERVAL_NOTE}"
+    )
+    fig, axes = new_figure(options, len(results), title)
+    groups = results[0].groups
+    colours = series_colours(len(groups))
+    for ax, result in zip(axes, results, strict=True):
+        for group, colour in zip(result.groups, colours, strict=True):
+            text = group_label(group.values, group.n)
+            plot_band(ax, group.epochs, group.mean, group.ci_low, group.ci_high, text, colour)
+        empty = not any(g.epochs for g in result.groups)
+        finish_panel(ax, f"tolerance {result.tolerance:g}", PERCENT_CONSTANT, empty)
+    add_legend(fig, axes[0])
+    return to_png(fig)
+
+
+def draw_sweep_metrics(
+    data: SweepMetricsOut, options: FigureOptions, metric: MetricName, label: str
+) -> bytes:
+    """Train and test panels of loss (or accuracy in %), one line per group with its interval."""
+    title = f"{label}\n{metric} per epoch, mean over seeds\n{INTERVAL_NOTE}"
+    fig, axes = new_figure(options, 2, title)
+    scale = 100.0 if metric == "accuracy" else 1.0
+    ylabel = "accuracy (%)" if metric == "accuracy" else "cross-entropy loss"
+    colours = series_colours(len(data.groups))
+    for ax, split in zip(axes, ("train", "test"), strict=True):
+        for group, colour in zip(data.groups, colours, strict=True):
+            s = getattr(group, f"{split}_{metric}")
+
+            def scaled(values: Sequence[float] | None) -> list[float] | None:
+                return None if values is None else [scale * v for v in values]
+
+            plot_band(
+                ax,
+                group.epochs,
+                scaled(s.mean) or [],
+                scaled(s.ci_low),
+                scaled(s.ci_high),
+                group_label(group.values, group.n),
+                colour,
+            )
+        finish_panel(ax, split, ylabel, empty=not any(g.epochs for g in data.groups))
+    add_legend(fig, axes[0])
+    return to_png(fig)
+
+
+def _symlog_threshold(xs: Sequence[float]) -> float:
+    """The smallest positive x: 0 then sits one decade to its left."""
+    positive = [abs(x) for x in xs if x]
+    return min(positive) if positive else 1.0
+
+
+def draw_sweep_summary(data: SweepSummaryOut, options: FigureOptions, label: str) -> bytes:
+    """Dose-response: each group's mean with its interval as an error bar, the numeric field on
+    a symlog x axis (0 beside 1e-4..1e-2), one line per layer or scope (and per value of any
+    other grouping field), one panel per tolerance."""
+    x_field = data.x
+    by = _field_text(x_field) if x_field else "group"
+    title = (
+        f"{label}\n{PERCENT_CONSTANT} at epoch {data.epoch} by {by}"
+        "\nbars: 95% interval of the mean over seeds (Student's t)"
+    )
+    fig, axes = new_figure(options, len(data.results), title)
+    for ax, result in zip(axes, data.results, strict=True):
+        layer_lines = [ln for ln in result.lines if ln.scope.isdigit()]
+        layer_cols = iter(layer_colours(len(layer_lines)))
+        mean_cols = iter(series_colours(len(result.lines)))
+        all_x: list[float] = []
+        for line in result.lines:
+            colour = next(layer_cols) if line.scope.isdigit() else next(mean_cols)
+            # Split by the grouping fields other than x: one line each.
+            series: dict[str, list[tuple[float, object]]] = {}
+            for i, point in enumerate(line.points):
+                rest = {k: v for k, v in point.values.items() if k != x_field}
+                key = ", ".join(f"{_field_text(k)} {_value_text(v)}" for k, v in rest.items())
+                x = float(point.values[x_field]) if x_field else float(i)  # type: ignore[arg-type]
+                series.setdefault(key, []).append((x, point))
+            styles = ["-", "--", ":", "-."]
+            for n, (key, points) in enumerate(series.items()):
+                points.sort(key=lambda p: p[0])
+                xs = [p[0] for p in points]
+                all_x += xs
+                means = [p[1].mean for p in points]  # type: ignore[attr-defined]
+                lows = [p[1].ci_low for p in points]  # type: ignore[attr-defined]
+                highs = [p[1].ci_high for p in points]  # type: ignore[attr-defined]
+                yerr = None
+                if all(v is not None for v in lows + highs):
+                    yerr = [
+                        [m - lo for m, lo in zip(means, lows, strict=True)],
+                        [hi - m for m, hi in zip(means, highs, strict=True)],
+                    ]
+                text = scopes.describe(line.scope) + (f", {key}" if key else "")
+                ax.errorbar(
+                    xs,
+                    means,
+                    yerr=yerr,
+                    label=text,
+                    color=colour,
+                    linestyle=styles[n % len(styles)],
+                    marker="o",
+                    markersize=4,
+                    capsize=3,
+                    linewidth=1.6,
+                )
+        if x_field:
+            ax.set_xscale("symlog", linthresh=_symlog_threshold(all_x), linscale=0.6)
+            ax.set_xlabel(_field_text(x_field))
+        else:
+            groups = result.lines[0].points if result.lines else []
+            ax.set_xticks(range(len(groups)), [group_label(g.values, g.n) for g in groups])
+        ax.set_title(f"tolerance {result.tolerance:g}")
+        ax.set_ylabel(PERCENT_CONSTANT)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+    add_legend(fig, axes[0])
+    return to_png(fig)
+
+
+def draw_sweep_difference(data: SweepDifferenceOut, options: FigureOptions, label: str) -> bytes:
+    """Group b minus group a per epoch with its interval, and the zero line."""
+    a = group_label(data.a.values, data.a.n)
+    b = group_label(data.b.values, data.b.n)
+    method = "Welch" if data.method == "welch" else "paired by seed"
+    title = (
+        f"{label}: [{b}] − [{a}]\n{PERCENT_CONSTANT}, {scopes.describe(data.scope)}, "
+        f"tolerance {data.tolerance:g}; 95% interval ({method})"
+    )
+    fig, axes = new_figure(options, 1, title)
+    ax = axes[0]
+    ax.axhline(0, color="black", linewidth=0.8)
+    plot_band(
+        ax,
+        data.epochs,
+        data.difference,
+        data.ci_low,
+        data.ci_high,
+        "difference",
+        layer_colours(1)[0],
+    )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("difference (percentage points)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+    if not data.epochs:
+        ax.text(0.5, 0.5, "no epochs yet", ha="center", va="center", transform=ax.transAxes)
     return to_png(fig)

@@ -19,12 +19,15 @@ from server.figures.report import report_html
 from server.models import Run
 from server.routers.params import MAX_ID, RunId, Tolerance
 from server.schemas import (
+    PRIORITY_MAX,
+    PRIORITY_MIN,
     ConstancyAllOut,
     ConstancyOut,
     ErrorOut,
     MetricsOut,
     RunList,
     RunOut,
+    RunPatch,
     RunStatus,
     WeightStatsOut,
 )
@@ -54,8 +57,14 @@ def run_out(run: Run) -> RunOut:
     summary="Submit a training job (queued for a worker)",
     response_description="The run, with every default of its spec filled in",
 )
-def create_run(spec: AdmittedSpec, session: WriteSessionDep, response: Response) -> RunOut:
-    run = crud.create_run(session, spec)
+def create_run(
+    spec: AdmittedSpec,
+    session: WriteSessionDep,
+    response: Response,
+    priority: Annotated[int, Query(ge=PRIORITY_MIN, le=PRIORITY_MAX)] = 0,
+) -> RunOut:
+    """``priority``: claims take higher priorities first, then the oldest run."""
+    run = crud.create_run(session, spec, priority=priority)
     session.commit()
     response.headers["Location"] = f"/runs/{run.id}"
     return run_out(run)
@@ -75,6 +84,17 @@ def list_runs(
 @router.get("/{run_id}", summary="One run", responses=NOT_FOUND)
 def get_run(run_id: RunId, session: SessionDep) -> RunOut:
     return run_out(crud.get_run(session, run_id))
+
+
+@router.patch(
+    "/{run_id}",
+    summary="Change a run's priority (when it is claimed, not what it computes)",
+    responses=NOT_FOUND,
+)
+def patch_run(run_id: RunId, patch: RunPatch, session: WriteSessionDep) -> RunOut:
+    run = crud.set_priority(session, run_id, patch.priority)
+    session.commit()
+    return run_out(run)
 
 
 @router.post(
