@@ -4,8 +4,9 @@ import hmac
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.responses import JSONAnswer
 
 # Open without a token: container health checks and load balancers probe it.
 OPEN_PATHS = frozenset({"/health"})
@@ -25,7 +26,7 @@ class BearerAuth:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._authorized(scope):
             await self.app(scope, receive, send)
             return
-        response = JSONResponse(
+        response = JSONAnswer(
             {"detail": "missing or wrong bearer token (send Authorization: Bearer <token>)"},
             status_code=401,
             headers={"WWW-Authenticate": "Bearer"},
@@ -58,7 +59,7 @@ class BodyLimit:
             return
         length = Headers(scope=scope).get("content-length", "")
         if length.isdigit() and int(length) > self.limit:
-            await JSONResponse({"detail": self.detail}, status_code=413)(scope, receive, send)
+            await JSONAnswer({"detail": self.detail}, status_code=413)(scope, receive, send)
             return
         received = 0
 
