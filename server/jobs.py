@@ -17,6 +17,7 @@ another worker has taken the run over, and then raises ``LeaseLost``.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -158,13 +159,17 @@ def start_training(
     tensors: Sequence[TensorInfo],
     initial_variances: Sequence[float],
     note: str | None = None,
+    numerics: dict[str, Any] | None = None,
 ) -> None:
     """Record where the held run starts: after its stored epoch ``start_epoch`` (a resume), or
-    at epoch 0, forgetting whatever an earlier claim stored and saying why in ``note``."""
+    at epoch 0, forgetting whatever an earlier claim stored and saying why in ``note``.
+    ``numerics``: the float precision and determinism settings the engine trains with."""
     if start_epoch:
-        _update_held(session, lease, Run.epochs_done == start_epoch, device=device)
+        _update_held(
+            session, lease, Run.epochs_done == start_epoch, device=device, numerics=numerics
+        )
         return
-    values: dict[str, object] = {"device": device, "epochs_done": 0}
+    values: dict[str, object] = {"device": device, "epochs_done": 0, "numerics": numerics}
     if note is not None:
         values["note"] = note
     _update_held(session, lease, **values)

@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -47,14 +48,21 @@ class Base(DeclarativeBase):
     pass
 
 
+# A run id: 64-bit as the API admits (ids up to 2**63 - 1), on PostgreSQL too (its INTEGER is
+# 32-bit). SQLite's INTEGER is already 64-bit and must stay INTEGER to be the rowid.
+RunIdType = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
         CheckConstraint(f"status IN {STATUSES!r}", name="ck_runs_status"),
         CheckConstraint("epochs_done >= 0", name="ck_runs_epochs_done"),
+        # Ids are never handed out twice: SQLite would otherwise reuse a deleted highest id.
+        {"sqlite_autoincrement": True},
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(RunIdType, primary_key=True)
     name: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), index=True, default=RunStatus.queued.value)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -70,6 +78,9 @@ class Run(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Something a user should know about how the run went (e.g. restarted from epoch 0).
     note: Mapped[str | None] = mapped_column(Text)
+    # What the engine trained with: torch version, device, fp32 matmul precision, determinism
+    # and TF32 flags (worker/engine/devices.py); None until a worker starts the run.
+    numerics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class RunLayer(Base):
@@ -77,7 +88,9 @@ class RunLayer(Base):
 
     __tablename__ = "run_layers"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        RunIdType, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
     index: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     parameters: Mapped[int] = mapped_column(Integer)
@@ -86,7 +99,9 @@ class RunLayer(Base):
 class EpochMetrics(Base):
     __tablename__ = "epoch_metrics"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        RunIdType, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     train_loss: Mapped[float] = mapped_column(Float)
     train_accuracy: Mapped[float] = mapped_column(Float)
@@ -100,7 +115,9 @@ class LayerEpochStats(Base):
 
     __tablename__ = "layer_epoch_stats"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        RunIdType, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     layer_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     variance: Mapped[float] = mapped_column(Float)
@@ -113,7 +130,9 @@ class ConstancyCount(Base):
 
     __tablename__ = "constancy_counts"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        RunIdType, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     layer_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     tolerance_index: Mapped[int] = mapped_column(Integer, primary_key=True)

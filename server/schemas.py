@@ -2,13 +2,25 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-# torch.manual_seed's range: a larger seed would be stored, then fail in the worker.
-SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+# torch.manual_seed's range: a larger seed would be stored, then fail in the worker. The upper
+# bound is exclusive (< 2**64): 2**64 - 1 has no exact spelling as a JSON number that a client
+# reads as a double, 2**64 has.
+SEED_MIN, SEED_LIMIT = -(2**63), 2**64
+SEED_MAX = SEED_LIMIT - 1
+# What Swagger offers as the spec to try: a small synthetic run, about a minute on a CPU.
+EXAMPLE_SPEC = {
+    "name": "no decay",
+    "weight_decay": 0,
+    "dataset": "synthetic",
+    "epochs": 5,
+    "train_size": 1000,
+    "test_size": 500,
+}
 
 
 class RunStatus(StrEnum):
@@ -23,31 +35,102 @@ class RunSpec(BaseModel):
     """A training job: the seed's experiment with every knob it varies. Defaults are the seed's."""
 
     # strict: a JSON true or "64" is no number; 422 rather than a silent conversion.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        strict=True,
+        json_schema_extra={"examples": [EXAMPLE_SPEC]},
+    )
 
-    name: Annotated[str | None, Field(max_length=200)] = None
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    epochs: Annotated[int, Field(ge=1, le=1000)] = 50
-    tolerances: Annotated[list[FiniteFloat], Field(min_length=1, max_length=32)] = [
-        0.0,
-        0.001,
-        0.01,
-        0.1,
-    ]
-    learning_rate: Annotated[float, Field(gt=0)] = 0.01
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    batch_size: Annotated[int, Field(ge=1, le=8192)] = 64
+    name: Annotated[
+        str | None,
+        Field(max_length=200, description="A label for the run: at most 200 characters, no NUL."),
+    ] = None
+    weight_decay: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="The optimizer's weight decay, finite and >= 0: coupled L2 for sgd and "
+            "adam, decoupled for adamw. 0 is the seed's baseline.",
+        ),
+    ] = 0.0
+    epochs: Annotated[
+        int, Field(ge=1, le=1000, description="Epochs to train, 1..1000 (the seed: 50).")
+    ] = 50
+    tolerances: Annotated[
+        list[Annotated[FiniteFloat, Field(ge=0)]],
+        Field(
+            min_length=1,
+            max_length=32,
+            json_schema_extra={"uniqueItems": True},
+            description="Tolerances to count constant weights at: 1..32 distinct finite values "
+            ">= 0, stored ascending. A weight is constant at tol when |w_e - w_(e-1)| <= tol * "
+            "|w_ref| (w_ref: see basis).",
+        ),
+    ] = [0.0, 0.001, 0.01, 0.1]
+    learning_rate: Annotated[
+        float, Field(gt=0, description="The optimizer's learning rate: finite, > 0.")
+    ] = 0.01
+    momentum: Annotated[
+        float,
+        Field(ge=0, lt=1, description="0 <= momentum < 1: SGD's momentum, Adam's beta1."),
+    ] = 0.9
+    batch_size: Annotated[
+        int, Field(ge=1, le=8192, description="Samples per training batch, 1..8192.")
+    ] = 64
     hidden_sizes: Annotated[
-        list[Annotated[int, Field(ge=1, le=8192)]], Field(min_length=1, max_length=8)
+        list[Annotated[int, Field(ge=1, le=8192)]],
+        Field(
+            min_length=1,
+            max_length=8,
+            description="Units of each hidden layer: 1..8 layers of 1..8192 units (the MLP maps "
+            "3072 inputs through them to 10 classes).",
+        ),
     ] = [512, 512, 512]
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    dataset: Literal["cifar10", "synthetic"] = "cifar10"
-    train_size: Annotated[int | None, Field(ge=1)] = None
-    test_size: Annotated[int | None, Field(ge=1)] = None
-    seed: Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX)] = 0
-    basis: Literal["previous", "next"] = "previous"
-    include_biases: bool = False
-    keep_snapshots: bool = False
+    optimizer: Annotated[
+        Literal["sgd", "adam", "adamw"], Field(description="sgd (the seed's), adam or adamw.")
+    ] = "sgd"
+    dataset: Annotated[
+        Literal["cifar10", "synthetic"],
+        Field(
+            description="cifar10 (the seed's; read from DECAYLAB_DATA_DIR, or downloaded) or "
+            "synthetic (small, deterministic, CIFAR-shaped, needs no files)."
+        ),
+    ] = "cifar10"
+    train_size: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            description="Train on the first N samples (null: all; CIFAR-10 has 50,000).",
+        ),
+    ] = None
+    test_size: Annotated[
+        int | None,
+        Field(ge=1, description="Test on the first N samples (null: all; CIFAR-10 has 10,000)."),
+    ] = None
+    seed: Annotated[
+        int,
+        Field(
+            ge=SEED_MIN,
+            lt=SEED_LIMIT,
+            description="Model initialisation and shuffling: an integer in torch's range, "
+            "-2^63 .. 2^64 - 1.",
+        ),
+    ] = 0
+    basis: Annotated[
+        Literal["previous", "next"],
+        Field(
+            description="w_ref in the constancy rule: previous (w_(e-1), the write-up's "
+            "formula) or next (w_e, what np.isclose computed for the published figures)."
+        ),
+    ] = "previous"
+    include_biases: Annotated[
+        bool, Field(description="Also measure the bias vectors (listed, not averaged).")
+    ] = False
+    keep_snapshots: Annotated[
+        bool,
+        Field(description="Keep every epoch's weights for GET /runs/{id}/snapshots/{epoch}."),
+    ] = False
 
     @field_validator("name")
     @classmethod
@@ -60,111 +143,135 @@ class RunSpec(BaseModel):
     @field_validator("tolerances")
     @classmethod
     def _distinct_ascending(cls, value: list[float]) -> list[float]:
-        if any(t < 0 for t in value):
-            raise ValueError("tolerances must be >= 0")
         if len(set(value)) != len(value):
             raise ValueError("tolerances must be distinct")
         return sorted(value)
 
 
+def _d(text: str) -> Any:
+    """A field with only a description (the OpenAPI document shows it in /docs)."""
+    return Field(description=text)
+
+
+PERCENTS = "Per epoch: 100 x weights constant / weights in the layer, from exact counts"
+
+
 class RunOut(BaseModel):
-    id: int
-    name: str | None
-    status: RunStatus
-    spec: RunSpec
-    epochs_done: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    error: str | None
-    device: str | None
-    worker: str | None
-    attempts: int
-    cancel_requested: bool
-    note: str | None = None
+    """A run: its spec with every default filled in, and how far it got."""
+
+    id: int = _d("The run's id; never handed out again, even after DELETE.")
+    name: str | None = _d("The spec's name.")
+    status: RunStatus = _d(
+        "queued -> running -> succeeded | failed | cancelled; a running run goes back to queued "
+        "when its worker stops (it resumes from its last finished epoch)."
+    )
+    spec: RunSpec = _d("The spec as submitted, every default filled in.")
+    epochs_done: int = _d("Epochs finished and stored so far.")
+    created_at: datetime = _d("When it was submitted (UTC).")
+    started_at: datetime | None = _d("When a worker first started it (UTC).")
+    finished_at: datetime | None = _d("When it succeeded, failed or was cancelled (UTC).")
+    error: str | None = _d("What went wrong, for a failed run.")
+    device: str | None = _d("Where it trained, e.g. cpu or cuda:0 (NVIDIA H100).")
+    worker: str | None = _d("Host and pid of the worker that ran it last.")
+    attempts: int = _d("How many times a worker claimed it (1 when it never lost its worker).")
+    cancel_requested: bool = _d("A cancel is asked for and the worker has not stopped yet.")
+    note: str | None = Field(
+        default=None, description="Something worth knowing, e.g. that it restarted from epoch 0."
+    )
+    numerics: dict[str, Any] | None = Field(
+        default=None,
+        description="What the engine trained with (null until a worker starts the run): torch "
+        "version, device, float32 matmul precision ('highest': fp32 stays fp32), whether "
+        "deterministic algorithms were enforced, and the TF32 flags (false: no TF32).",
+    )
 
 
 class RunList(BaseModel):
-    total: int
-    limit: int
-    offset: int
-    runs: list[RunOut]
+    total: int = _d("Runs matching the filter, in all.")
+    limit: int = _d("The page size asked for.")
+    offset: int = _d("Runs skipped before this page.")
+    runs: list[RunOut] = _d("This page, newest first.")
 
 
 class MetricsOut(BaseModel):
-    run_id: int
-    epochs: list[int]
-    train_loss: list[float]
-    train_accuracy: list[float]
-    test_loss: list[float]
-    test_accuracy: list[float]
-    epoch_seconds: list[float]
+    run_id: int = _d("The run.")
+    epochs: list[int] = _d("Finished epochs, 1..epochs_done.")
+    train_loss: list[float] = _d("Mean cross-entropy over the epoch's batches, per epoch.")
+    train_accuracy: list[float] = _d("Share (0..1) of training samples classified right.")
+    test_loss: list[float] = _d("Mean cross-entropy of batch_size batches of the test set.")
+    test_accuracy: list[float] = _d("Share (0..1) of test samples classified right.")
+    epoch_seconds: list[float] = _d("Wall-clock seconds each epoch took.")
 
 
 class LayerConstancy(BaseModel):
-    index: int
-    name: str
-    parameters: int
-    percent: list[float]
+    index: int = _d("Position among the measured tensors, layer 0 (the input layer) first.")
+    name: str = _d("The tensor's state_dict name, e.g. layers.0.weight.")
+    parameters: int = _d("Weights in the tensor.")
+    shape: list[int] = _d("The tensor's shape: [out, in] for a weight matrix, [out] for a bias.")
+    percent: list[float] = _d(PERCENTS + " (epoch e: the change from e-1 to e).")
 
 
 class ConstancyOut(BaseModel):
-    run_id: int
-    tolerance: float
-    basis: str
-    epochs: list[int]
-    layers: list[LayerConstancy]
-    mean: list[float]
-    last_two_mean: list[float]
+    run_id: int = _d("The run.")
+    tolerance: float = _d("The tolerance the percentages are at (one of the spec's).")
+    basis: str = _d("The spec's basis: w_ref is w_(e-1) (previous) or w_e (next).")
+    epochs: list[int] = _d("Epochs measured, 1..epochs_done.")
+    layers: list[LayerConstancy] = _d("Every measured tensor (biases too, with include_biases).")
+    mean: list[float] = _d("Per epoch, the unweighted mean of the weight matrices' percent.")
+    last_two_mean: list[float] = _d("Per epoch, the mean of the last two weight matrices.")
 
 
 class ConstancyAllOut(BaseModel):
-    run_id: int
-    basis: str
-    tolerances: list[float]
-    results: list[ConstancyOut]
+    run_id: int = _d("The run.")
+    basis: str = _d("The spec's basis: w_ref is w_(e-1) (previous) or w_e (next).")
+    tolerances: list[float] = _d("The spec's tolerances, ascending.")
+    results: list[ConstancyOut] = _d("One view per tolerance, in that order.")
 
 
 class CompareRun(BaseModel):
-    run_id: int
-    name: str | None
-    weight_decay: float
-    epochs: list[int]
-    percent: list[float]
+    run_id: int = _d("The run.")
+    name: str | None = _d("The spec's name.")
+    weight_decay: float = _d("The spec's weight decay.")
+    basis: str = _d(
+        "The spec's basis (previous or next): runs of different bases are not measured alike."
+    )
+    epochs: list[int] = _d("Epochs measured.")
+    percent: list[float] = _d(PERCENTS + ", for the scope asked for.")
 
 
 class CompareOut(BaseModel):
-    tolerance: float
-    scope: str
-    runs: list[CompareRun]
+    tolerance: float = _d("The tolerance compared.")
+    scope: str = _d("all (mean of all layers), last2 (of the last two) or a layer index.")
+    runs: list[CompareRun] = _d("One entry per run, in the order asked for.")
 
 
 class CompareAllOut(BaseModel):
-    scope: str
-    tolerances: list[float]
-    results: list[CompareOut]
+    scope: str = _d("all (mean of all layers), last2 (of the last two) or a layer index.")
+    tolerances: list[float] = _d("Every tolerance all the runs computed, ascending.")
+    results: list[CompareOut] = _d("One comparison per tolerance, in that order.")
 
 
 class LayerWeightStats(BaseModel):
-    index: int
-    name: str
-    parameters: int
-    variance: list[float]
+    index: int = _d("Position among the measured tensors, layer 0 (the input layer) first.")
+    name: str = _d("The tensor's state_dict name, e.g. layers.0.weight.")
+    parameters: int = _d("Weights in the tensor.")
+    shape: list[int] = _d("The tensor's shape: [out, in] for a weight matrix, [out] for a bias.")
+    variance: list[float] = _d("Variance of the tensor's values per epoch, epoch 0 first.")
 
 
 class WeightStatsOut(BaseModel):
     """Each measured layer's weight variance per epoch; epoch 0 is the initial weights."""
 
-    run_id: int
-    epochs: list[int]
-    layers: list[LayerWeightStats]
+    run_id: int = _d("The run.")
+    epochs: list[int] = _d("0 (the initial weights), then 1..epochs_done.")
+    layers: list[LayerWeightStats] = _d("Every measured tensor, layer 0 first.")
 
 
 class HealthOut(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok"] = _d("Always ok: the database answers.")
 
 
 class ErrorOut(BaseModel):
     """Every error answer: ``detail`` says what is wrong (422s keep FastAPI's list form)."""
 
-    detail: str
+    detail: str = _d("What is wrong, and what to change.")

@@ -192,6 +192,7 @@ class Worker:
                 lease,
                 start_epoch=start.epoch,
                 device=engine.device,
+                numerics=engine.numerics,
                 tensors=engine.tensors,
                 initial_variances=engine.initial_variances,
                 note=note,
