@@ -18,6 +18,7 @@ from starlette.routing import Match
 from server import __doc__ as package_doc
 from server.db import Database
 from server.errors import DomainError
+from server.figures.answer import PngTwins, add_png_twins
 from server.figures.render import Renderer
 from server.middleware import OPEN_PATHS, BearerAuth, BodyLimit
 from server.responses import JSONAnswer
@@ -99,24 +100,76 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONAnswer:
     return JSONAnswer({"detail": detail}, status_code=422)
 
 
-def _declare_bearer(app: FastAPI) -> None:
-    """OpenAPI: every operation needs the bearer token except /health."""
-    schema = app.openapi()
-    schema.setdefault("components", {})["securitySchemes"] = {
-        "bearer": {"type": "http", "scheme": "bearer"}
-    }
-    schema["security"] = [{"bearer": []}]
-    for path, operations in schema["paths"].items():
+ERROR_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+BINARY = {"type": "string", "format": "binary"}
+BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+# Answers any operation with a body can give before the route runs (middleware, body parsing).
+BODY_ERRORS = {
+    "400": {"description": "The body is not JSON, or not UTF-8", "content": ERROR_JSON},
+    "413": {"description": "The body is over DECAYLAB_MAX_BODY_BYTES", "content": ERROR_JSON},
+}
+
+
+def _integer_bounds(node: Any) -> None:
+    """FastAPI's OpenAPI models hold every bound as a float (1000.0, 9.2e18): an integer's
+    bounds are written back as integers, exactly."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in BOUNDS:
+                if isinstance(node.get(key), float) and node[key].is_integer():
+                    node[key] = int(node[key])
+        for value in node.values():
+            _integer_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _integer_bounds(value)
+
+
+def _contract(schema: dict[str, Any], token: bool) -> dict[str, Any]:
+    """What the routes' declarations cannot say, for every operation (so new routes get it):
+    integer bounds as integers, binary bodies (PNG, .npz) typed as binary, every error answer
+    as JSON (a route answering HTML still errs in JSON), the body errors, and with a token set
+    the bearer scheme and its 401 on all but /health."""
+    _integer_bounds(schema)
+    add_png_twins(schema)
+    if token:
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer"}
+        }
+        schema["security"] = [{"bearer": []}]
+    for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
-            if path in OPEN_PATHS:
+            responses = operation.setdefault("responses", {})
+            for status, response in responses.items():
+                content = response.get("content", {})
+                for media, body in content.items():
+                    if media.startswith(("image/", "application/octet-stream")):
+                        body["schema"] = dict(BINARY)
+                if status[0] in "45" and content and "application/json" not in content:
+                    response["content"] = ERROR_JSON
+            if "requestBody" in operation:
+                for status, response in BODY_ERRORS.items():
+                    responses.setdefault(status, response)
+            if token and path in OPEN_PATHS:
                 operation["security"] = []
-            else:
-                operation["responses"]["401"] = {
-                    "description": "Missing or wrong bearer token (DECAYLAB_API_TOKEN)",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}
-                    },
-                }
+            elif token:
+                responses.setdefault(
+                    "401",
+                    {"description": "Missing or wrong bearer token (DECAYLAB_API_TOKEN)"}
+                    | {"content": ERROR_JSON},
+                )
+    return schema
+
+
+def _openapi_with_contract(app: FastAPI, token: bool) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # FastAPI caches the document; _contract is idempotent, so applying it each time is
+        # cheap and also covers a document regenerated after routes were added.
+        return _contract(generate(), token)
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _serve_docs(app: FastAPI) -> None:
@@ -170,8 +223,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     _serve_docs(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(PngTwins, openapi=lambda: app.openapi())
     # Added last, so outermost: a request without the token is refused before anything else.
     if settings.api_token:
         app.add_middleware(BearerAuth, token=settings.api_token)
-        _declare_bearer(app)
+    _openapi_with_contract(app, token=bool(settings.api_token))
     return app

@@ -6,12 +6,40 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from server.experiment import DATASET_SIZES
+
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _integral(value: object) -> object:
+    # JSON Schema's "integer" admits 64.0: the document promises it, so it is 64. Strings and
+    # booleans are still refused by the strict int check that follows.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 # torch.manual_seed's range: a larger seed would be stored, then fail in the worker. The upper
 # bound is exclusive (< 2**64): 2**64 - 1 has no exact spelling as a JSON number that a client
 # reads as a double, 2**64 has.
 SEED_MIN, SEED_LIMIT = -(2**63), 2**64
 SEED_MAX = SEED_LIMIT - 1
+CIFAR10_TRAIN, CIFAR10_TEST = DATASET_SIZES["cifar10"]
+# CIFAR-10 (the default dataset) has 50,000/10,000 samples: train_size and test_size are bounded
+# unless the dataset is synthetic. server/limits.py refuses the same (422 naming the field).
+CIFAR10_SIZES: dict[str, Any] = {
+    "if": {"properties": {"dataset": {"const": "synthetic"}}, "required": ["dataset"]},
+    "else": {
+        "properties": {
+            "train_size": {
+                "anyOf": [{"type": "integer", "maximum": CIFAR10_TRAIN}, {"type": "null"}]
+            },
+            "test_size": {
+                "anyOf": [{"type": "integer", "maximum": CIFAR10_TEST}, {"type": "null"}]
+            },
+        }
+    },
+}
 # What Swagger offers as the spec to try: a small synthetic run, about a minute on a CPU.
 EXAMPLE_SPEC = {
     "name": "no decay",
@@ -39,7 +67,7 @@ class RunSpec(BaseModel):
         extra="forbid",
         allow_inf_nan=False,
         strict=True,
-        json_schema_extra={"examples": [EXAMPLE_SPEC]},
+        json_schema_extra={"examples": [EXAMPLE_SPEC], **CIFAR10_SIZES},
     )
 
     name: Annotated[
@@ -98,15 +126,14 @@ class RunSpec(BaseModel):
         ),
     ] = "cifar10"
     train_size: Annotated[
-        int | None,
+        Annotated[int, Field(ge=1)] | None,
         Field(
-            ge=1,
             description="Train on the first N samples (null: all; CIFAR-10 has 50,000).",
         ),
     ] = None
     test_size: Annotated[
-        int | None,
-        Field(ge=1, description="Test on the first N samples (null: all; CIFAR-10 has 10,000)."),
+        Annotated[int, Field(ge=1)] | None,
+        Field(description="Test on the first N samples (null: all; CIFAR-10 has 10,000)."),
     ] = None
     seed: Annotated[
         int,
@@ -131,6 +158,17 @@ class RunSpec(BaseModel):
         bool,
         Field(description="Keep every epoch's weights for GET /runs/{id}/snapshots/{epoch}."),
     ] = False
+
+    @field_validator("epochs", "batch_size", "train_size", "test_size", "seed", mode="before")
+    @classmethod
+    def _integer(cls, value: object) -> object:
+        """An integer as JSON Schema means it: 64 or 64.0, never true or "64"."""
+        return _integral(value)
+
+    @field_validator("hidden_sizes", mode="before")
+    @classmethod
+    def _integers(cls, value: object) -> object:
+        return [_integral(v) for v in value] if isinstance(value, list) else value
 
     @field_validator("name")
     @classmethod
