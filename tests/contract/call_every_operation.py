@@ -10,6 +10,7 @@ import io
 import json
 import pkgutil
 import sys
+import time
 from typing import Any
 
 sys.path.insert(0, sys.argv[1])
@@ -103,6 +104,11 @@ status, created, _ = call("create_run", RUN_ID)
 assert status == 201
 status, cancelled, _ = call("cancel_run", created.id)
 assert status == 202 and isinstance(cancelled, RunOut), (status, cancelled)
+# The worker may have claimed it already: it stops at its next batch.
+deadline = time.monotonic() + 60
+while call("get_run", created.id)[1].status.value != "cancelled":
+    assert time.monotonic() < deadline, "the cancelled run did not stop"
+    time.sleep(0.2)
 status, deleted, _ = call("delete_run", created.id)
 assert status == 204 and deleted is None, (status, deleted)
 seen |= {"cancel_run": [202], "delete_run": [204]}
