@@ -161,3 +161,15 @@ def test_the_built_package_has_every_tracked_file(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("decaylab-*.whl")
     packaged = set(zipfile.ZipFile(wheel).namelist())
     assert set(tracked) - {"pyproject.toml"} <= packaged
+
+
+def test_installs_show_their_progress():
+    """The first `make run` downloads GBs: pip's progress shows, not minutes of silence."""
+    makefile = (ROOT / "Makefile").read_text()
+    installs = [line for line in makefile.splitlines() if "pip install" in line and "-e '." in line]
+    assert len(installs) == 2
+    for line in installs:
+        assert " -q" not in line and "--progress-bar on" in line, line
+    readme = (ROOT / "README.md").read_text()
+    # The CPU-wheel hint comes before the quick start, where a user without a GPU needs it.
+    assert readme.index("download.pytorch.org/whl/cpu") < readme.index("## Quick start")
