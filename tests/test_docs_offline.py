@@ -1,5 +1,6 @@
-"""/docs works without internet: a real Chromium loads it from a real API process with every
-request to another origin failed, and Swagger UI renders every operation of the document."""
+"""Every HTML page works without internet: a real Chromium loads /docs and a run's report from
+a real API process with every request to another origin failed; Swagger UI renders every
+operation of the document, and the report needs nothing but itself."""
 
 import shutil
 from urllib.parse import urlsplit
@@ -17,6 +18,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_docs_render_every_operation_with_the_internet_blocked(processes: Processes):
     sync_api = pytest.importorskip("playwright.sync_api")
     processes.start_server()
+    run_id = processes.api(
+        "POST", "/runs", json={"name": "offline", "dataset": "synthetic"}
+    ).json()["id"]
     origin = urlsplit(processes.url)
     operations = [
         (method, path)
@@ -48,9 +52,13 @@ def test_docs_render_every_operation_with_the_internet_blocked(processes: Proces
             page.wait_for_selector(".opblock", timeout=20_000)
             shown = page.locator(".opblock").count()
             title = page.locator(".info .title").inner_text()
+            report = page.goto(f"{processes.url}/runs/{run_id}/report", wait_until="networkidle")
+            assert report is not None and report.status == 200
+            heading = page.locator("h1").inner_text()
         finally:
             browser.close()
     assert not blocked, f"/docs asked for other origins: {blocked}"
     assert not failed and not errors, (failed, errors)
     assert shown == len(operations), (shown, operations)
     assert title.startswith("decaylab")
+    assert "offline" in heading
