@@ -120,3 +120,12 @@ def test_an_expected_failure_is_one_warning_line_naming_the_setting(db, settings
     assert record.levelno == logging.WARNING and record.exc_info is None
     assert "DECAYLAB_ALLOW_DOWNLOAD=false" in record.getMessage()
     assert "\n" not in record.getMessage()
+
+
+def test_every_parameter_is_described(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            for parameter in op.get("parameters", []):
+                where = f"{method.upper()} {path} {parameter['name']}"
+                assert parameter.get("description"), where

@@ -65,9 +65,13 @@ def create_run(spec: AdmittedSpec, session: WriteSessionDep, response: Response)
 @router.get("", summary="List runs, newest first")
 def list_runs(
     session: SessionDep,
-    status: RunStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, lt=ID_LIMIT)] = 0,
+    status: Annotated[
+        RunStatus | None, Query(description="Only runs in this status (default: all)")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Runs per page, 1..1000")] = 100,
+    offset: Annotated[
+        int, Query(ge=0, lt=ID_LIMIT, description="Runs to skip (newest first), >= 0")
+    ] = 0,
 ) -> RunList:
     total, runs = crud.list_runs(session, status, limit, offset)
     return RunList(total=total, limit=limit, offset=offset, runs=[run_out(r) for r in runs])
