@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,7 +21,7 @@ from server.errors import DomainError
 from server.figures.answer import PngTwins, add_png_twins
 from server.figures.render import Renderer
 from server.middleware import OPEN_PATHS, BearerAuth, BodyLimit
-from server.responses import JSONAnswer
+from server.responses import FinalNewline
 from server.routers import compare, health, runs
 from server.settings import Settings, get_settings
 
@@ -47,9 +47,9 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-async def _domain_error(_request: Request, exc: Exception) -> JSONAnswer:
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    return JSONAnswer({"detail": str(exc)}, status_code=exc.status_code)
+    return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
 
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
@@ -67,14 +67,14 @@ def _allowed_methods(request: Request) -> list[str]:
     return allowed
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONAnswer:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's HTTPException answer, with a final newline, and a 405's ``Allow`` listing
     the methods of every route on the path (Starlette names only the first route's)."""
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = ", ".join(_allowed_methods(request))
-    return JSONAnswer({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
 
 def _json_safe(value: Any) -> Any:
@@ -94,10 +94,10 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONAnswer:
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     detail = jsonable_encoder(_json_safe(exc.errors()))
-    return JSONAnswer({"detail": detail}, status_code=422)
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 ERROR_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
@@ -210,7 +210,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Served by _serve_docs from local files; ReDoc would need a CDN, so there is none.
         docs_url=None,
         redoc_url=None,
-        default_response_class=JSONAnswer,
         generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
@@ -222,6 +221,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (runs, compare, health):
         app.include_router(module.router)
     _serve_docs(app)
+    # Innermost: every JSON answer of a route or an error handler ends with a newline.
+    app.add_middleware(FinalNewline)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(PngTwins, openapi=lambda: app.openapi())
     # Added last, so outermost: a request without the token is refused before anything else.

@@ -38,14 +38,18 @@ def test_json_answers_end_with_a_newline(client, settings, tiny_spec):
     small = settings.model_copy(update={"max_body_bytes": 10, "api_token": "t"})
     with TestClient(create_app(small)) as guarded:
         answers.append(guarded.get("/runs"))  # 401
-        answers.append(
-            guarded.post("/runs", content=b"x" * 100, headers={"Authorization": "Bearer t"})
-        )
+        token = {"Authorization": "Bearer t"}
+        answers.append(guarded.post("/runs", content=b"x" * 100, headers=token))
+        # Streamed past the limit: the 413 comes from inside the app, not the middleware.
+        streamed = guarded.post("/runs", content=iter([b"x" * 8, b"x" * 8]), headers=token)
+        answers.append(streamed)
     for response in answers:
         assert response.headers["content-type"] == "application/json", response.request.url
-        assert response.content.endswith(b"}\n"), (response.request.url, response.content)
+        body = response.content
+        assert body.endswith(b"}\n") and not body.endswith(b"\n\n"), (response.request.url, body)
+        assert int(response.headers["content-length"]) == len(body)
         assert response.json()  # still one JSON document
-    assert [a.status_code for a in answers[-2:]] == [401, 413]
+    assert [a.status_code for a in answers[-3:]] == [401, 413, 413]
 
 
 @pytest.mark.parametrize(
