@@ -413,12 +413,51 @@ class RunPatch(BaseModel):
 
     priority: Priority
 
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _integer(cls, value: object) -> object:
+        return _integral(value)
+
+
+def _sweep_schema(schema: dict[str, Any]) -> None:
+    """The document says what the sweep's validation checks: ``base`` is a run spec (any of
+    its fields) and each grid field takes a non-empty list of distinct values that field
+    admits."""
+    run_spec = RunSpec.model_json_schema()
+    spec = run_spec["properties"]
+    keep = ("title", "default", "description", "examples")
+    properties = schema["properties"]
+    properties["base"] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": spec,
+        "description": properties["base"]["description"],
+    }
+    # The CIFAR-10 sizes (an if/else on dataset), as in RunSpec's own schema.
+    properties["base"] |= {k: run_spec[k] for k in ("if", "then", "else") if k in run_spec}
+    properties["grid"] = {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": False,
+        "description": properties["grid"]["description"],
+        "properties": {
+            field: {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {k: v for k, v in rule.items() if k not in keep},
+            }
+            for field, rule in spec.items()
+            if field != "name"
+        },
+    }
+
 
 class SweepIn(BaseModel):
     """A grid of runs: ``base`` (a run spec, any of its fields) expanded over the cartesian
     product of ``grid`` (a RunSpec field → its values), the last field varying fastest."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_sweep_schema)
 
     name: Annotated[str | None, Field(max_length=200, description="a label for people")] = None
     base: Annotated[
@@ -436,6 +475,11 @@ class SweepIn(BaseModel):
         if value is not None and "\x00" in value:
             raise ValueError("name must not contain NUL characters")
         return value
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _integer(cls, value: object) -> object:
+        return _integral(value)
 
 
 class SweepProgress(BaseModel):

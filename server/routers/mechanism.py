@@ -6,7 +6,7 @@ from server import crud, mechanism
 from server.deps import SessionDep
 from server.figures.answer import PNG_RESPONSE, AnswerDep
 from server.figures.draw import draw_compare_spectrum, draw_spectrum, draw_units, label_of
-from server.routers.params import RunId, RunIds
+from server.routers.params import RunId, SpectrumRunIds
 from server.routers.runs import run_out
 from server.schemas import CompareSpectrumOut, ErrorOut, SpectrumOut, UnitsOut
 
@@ -62,7 +62,7 @@ def get_spectrum(run_id: RunId, session: SessionDep, answer: AnswerDep) -> Spect
     responses=NOT_MEASURED | PNG_RESPONSE,
 )
 def compare_spectrum(
-    session: SessionDep, runs: RunIds, answer: AnswerDep
+    session: SessionDep, runs: SpectrumRunIds, answer: AnswerDep
 ) -> CompareSpectrumOut | Response:
     """Each run's spectrum, in the order of ``runs``.
 

@@ -55,6 +55,21 @@ RunIds = Annotated[
     ),
 ]
 
+# Spectra side by side: a row of heatmaps per run, readable (and drawn in time) for a few.
+MAX_COMPARED_SPECTRA = 8
+SpectrumRunIds = Annotated[
+    list[Annotated[int, Field(ge=1, lt=ID_LIMIT)]],
+    BeforeValidator(_split_commas),
+    AfterValidator(_distinct),
+    Query(
+        min_length=1,
+        max_length=MAX_COMPARED_SPECTRA,
+        json_schema_extra={"uniqueItems": True},
+        description="Distinct run ids, 1..8: comma-separated (runs=1,2) or repeated "
+        "(runs=1&runs=2)",
+    ),
+]
+
 Scope = Annotated[
     ScopeType,
     Query(description="all: mean of all layers; last2: mean of the last two; or a layer index"),
