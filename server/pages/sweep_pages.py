@@ -10,7 +10,7 @@ from fastapi import Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from server import analysis, sweeps
+from server import sweeps
 from server.deps import SessionDep, SettingsDep, WriteSessionDep
 from server.errors import NotComputed
 from server.models import Sweep
@@ -155,11 +155,13 @@ def delete(
 # --- sweep page ---------------------------------------------------------------------------
 
 
-def _figures(sweep_id: int, tol: float | None, scope: str) -> list[Figure]:
+def _figures(sweep_id: int, tol: float | None, scope: str, summary: bool = True) -> list[Figure]:
+    """The constancy figure, the dose-response summary (once every group has an epoch: its
+    view is at one epoch all groups have) and the loss and accuracy figures."""
     base = f"/sweeps/{sweep_id}"
     which = "every shared tolerance" if tol is None else f"tolerance {tol:g}"
     interval = "mean over seeds with its 95% interval"
-    return [
+    figures = [
         Figure(
             f"% of weights constant between epochs, {describe(scope)}, {which}: {interval}",
             f"{base}/constancy",
@@ -174,16 +176,23 @@ def _figures(sweep_id: int, tol: float | None, scope: str) -> list[Figure]:
         Figure(f"Train and test loss: {interval}", f"{base}/metrics", {"metric": "loss"}),
         Figure(f"Train and test accuracy: {interval}", f"{base}/metrics", {"metric": "accuracy"}),
     ]
+    return figures if summary else [f for f in figures if not f.path.endswith("/summary")]
 
 
-def _layer_names(session: Session, sweep: SweepOut) -> list[str]:
-    """The layers of the first member with a stored epoch (every member has the same shape
-    unless the grid varies it; a layer index past a member's layers is refused by the view)."""
-    started = [r for r in sweep.runs if r.epochs_done > 0]
-    if not started:
-        return []
-    row = sweeps.members(session, sweep.id)[[r.id for r in sweep.runs].index(started[0].id)]
-    return [layer.name for layer in analysis.constancy_all(session, row).results[0].layers]
+def _layer_names(sweep: SweepOut) -> list[str]:
+    """The layers the engine measures, from the first member's spec (each layer's weight, then
+    with include_biases its bias), so that the choice is there before any epoch is stored; a
+    layer past a member's own is refused by the view."""
+    spec = sweep.runs[0].spec
+    layers = len(spec.hidden_sizes) + 1
+    names = [f"layers.{i}.weight" for i in range(layers)]
+    return names + ([f"layers.{i}.bias" for i in range(layers)] if spec.include_biases else [])
+
+
+def _shared_tolerances(sweep: SweepOut) -> list[float]:
+    """The tolerances every member measures (the views' choices), from their specs."""
+    first = sweep.runs[0].spec.tolerances
+    return [t for t in first if all(t in r.spec.tolerances for r in sweep.runs[1:])]
 
 
 def _groups_table(view: SweepConstancyAllOut, tol: float | None) -> list[dict[str, Any]]:
@@ -231,14 +240,18 @@ def _sweep_live_context(
         "finished": _finished(sweep),
         "view": view,
         "missing": missing,
-        "tolerances": view.tolerances if view else [],
+        "tolerances": view.tolerances if view else _shared_tolerances(sweep),
         "table": _groups_table(view, tol) if view else [],
-        "figures": _figures(row.id, tol, scope) if view else [],
+        "figures": _figures(row.id, tol, scope, _every_group_started(view)) if view else [],
         "version": _version(sweep.runs),
         "tol": tol,
         "scope": scope,
         "scope_text": describe(scope),
     }
+
+
+def _every_group_started(view: SweepConstancyAllOut) -> bool:
+    return all(g.epochs for g in view.results[0].groups)
 
 
 @router.get(f"{SWEEPS}/{{sweep_id}}")
@@ -257,6 +270,6 @@ def sweep_page(
     return page(
         request,
         "sweep.html",
-        layer_names=_layer_names(session, context["sweep"]),
+        layer_names=_layer_names(context["sweep"]),
         **context,
     )
