@@ -23,11 +23,13 @@ $(VENV)/bin/python:
 # The runtime (client, API and engine); the dev install below includes it, so it marks both as
 # done.
 $(RUN_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
-	$(PY) -m pip install -q $(PIP_ARGS) -c constraints.txt -e '.[worker]'
+	@echo "Installing decaylab and torch into $(VENV) (the first time downloads several GB; see README for the CPU wheels)"
+	$(PY) -m pip install --progress-bar on $(PIP_ARGS) -c constraints.txt -e '.[worker]'
 	touch $@
 
 $(DEV_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
-	$(PY) -m pip install -q $(PIP_ARGS) -c constraints.txt -e '.[dev]'
+	@echo "Installing decaylab, torch and the test tools into $(VENV) (the first time downloads several GB)"
+	$(PY) -m pip install --progress-bar on $(PIP_ARGS) -c constraints.txt -e '.[dev]'
 	touch $(RUN_STAMP) $@
 
 run: $(RUN_STAMP) ## serve the API and one worker (SQLite under ./data); Ctrl-C stops both

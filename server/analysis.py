@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from server import scope as scopes
 from server.errors import NotComputed
+from server.experiment import weight_shapes
 from server.models import EpochCounts, EpochMetrics, LayerEpochStats, Run, RunLayer
 from server.schemas import (
     CompareAllOut,
@@ -38,6 +39,21 @@ class _Layer:
     index: int
     name: str
     parameters: int
+    shape: list[int]
+
+
+def _shape(name: str, parameters: int, spec: RunSpec) -> list[int]:
+    """A measured tensor's shape from its name (``layers.<i>.weight`` or ``.bias``) and the
+    spec: [out, in] for a weight matrix, [out] for a bias; [parameters] for anything else."""
+    parts = name.split(".")
+    shapes = weight_shapes(spec.hidden_sizes)
+    if len(parts) == 3 and parts[1].isdigit() and int(parts[1]) < len(shapes):
+        out, in_ = shapes[int(parts[1])]
+        if parts[2] == "weight" and out * in_ == parameters:
+            return [out, in_]
+        if parts[2] == "bias" and out == parameters:
+            return [out]
+    return [parameters]
 
 
 @dataclass(frozen=True)
@@ -57,9 +73,12 @@ def with_layers(session: Session, runs: Sequence[Run]) -> list[_Run]:
         .where(RunLayer.run_id.in_([r.id for r in runs]))
         .order_by(RunLayer.run_id, RunLayer.index)
     )
+    specs = {r.id: RunSpec.model_validate(r.spec) for r in runs}
     for run_id, index, name, parameters in rows:
-        by_run[run_id].append(_Layer(index, name, parameters))
-    return [_Run(r, RunSpec.model_validate(r.spec), by_run[r.id]) for r in runs]
+        by_run[run_id].append(
+            _Layer(index, name, parameters, _shape(name, parameters, specs[run_id]))
+        )
+    return [_Run(r, specs[r.id], by_run[r.id]) for r in runs]
 
 
 def metrics(session: Session, run: Run) -> MetricsOut:
@@ -93,7 +112,11 @@ def weight_stats(session: Session, run: Run) -> WeightStatsOut:
         epochs=epochs,
         layers=[
             LayerWeightStats(
-                index=la.index, name=la.name, parameters=la.parameters, variance=variance[la.index]
+                index=la.index,
+                name=la.name,
+                parameters=la.parameters,
+                shape=la.shape,
+                variance=variance[la.index],
             )
             for la in measured.layers
         ],
@@ -183,6 +206,7 @@ def _constancy_out(
                 index=la.index,
                 name=la.name,
                 parameters=la.parameters,
+                shape=la.shape,
                 percent=percent.layers[:, i, t].tolist(),
             )
             for i, la in enumerate(run.layers)
@@ -285,6 +309,7 @@ def _compare(
                     run_id=run.row.id,
                     name=run.row.name,
                     weight_decay=run.spec.weight_decay,
+                    basis=run.spec.basis,
                     epochs=percent.epochs,
                     percent=_scoped(run, percent, t, scope),
                 )

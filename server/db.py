@@ -139,14 +139,28 @@ class Database:
     def upgrade(self) -> None:
         """Bring the schema to the newest migration; safe when several processes start at once."""
         with self.engine.connect().execution_options(**{_IMMEDIATE: True}) as conn:
-            with conn.begin():
-                # One transaction for the whole upgrade holds the write lock, so concurrent
-                # starters wait for the first one and then find the schema at head.
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
-                config = alembic_config(self.engine.url.render_as_string(hide_password=False))
-                config.attributes["connection"] = conn
-                command.upgrade(config, "head")
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                # A migration that rebuilds a table (Alembic batch mode) drops the old one; with
+                # foreign keys on, that deletes every row referencing it (ON DELETE CASCADE).
+                # Off for the upgrade, set outside a transaction (SQLite ignores it inside one).
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+            try:
+                with conn.begin():
+                    # One transaction for the whole upgrade holds the write lock, so concurrent
+                    # starters wait for the first one and then find the schema at head.
+                    if conn.dialect.name == "postgresql":
+                        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+                    config = alembic_config(self.engine.url.render_as_string(hide_password=False))
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, "head")
+                    if sqlite:
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                        if broken:
+                            raise RuntimeError(f"migration broke foreign keys: {broken[:5]}")
+            finally:
+                if sqlite:
+                    conn.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -17,6 +17,7 @@ another worker has taken the run over, and then raises ``LeaseLost``.
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -174,16 +175,20 @@ def start_training(
     initial_variances: Sequence[float],
     note: str | None = None,
     spectrum_tolerances: Sequence[float] | None = None,
+    numerics: dict[str, Any] | None = None,
 ) -> None:
     """Record where the held run starts: after its stored epoch ``start_epoch`` (a resume), or
     at epoch 0, forgetting whatever an earlier claim stored and saying why in ``note``.
 
     ``spectrum_tolerances``: the engine measures the mechanism (dead units, explained counts and
-    the spectrum at this ladder); a fresh start records that it does."""
+    the spectrum at this ladder); a fresh start records that it does. ``numerics``: the float
+    precision and determinism settings the engine trains with."""
     if start_epoch:
-        _update_held(session, lease, Run.epochs_done == start_epoch, device=device)
+        _update_held(
+            session, lease, Run.epochs_done == start_epoch, device=device, numerics=numerics
+        )
         return
-    values: dict[str, object] = {"device": device, "epochs_done": 0}
+    values: dict[str, object] = {"device": device, "epochs_done": 0, "numerics": numerics}
     if note is not None:
         values["note"] = note
     _update_held(session, lease, **values)

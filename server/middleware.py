@@ -6,8 +6,10 @@ from urllib.parse import quote, urlsplit
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import cookie_parser
-from starlette.responses import JSONResponse, RedirectResponse
+from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.responses import JSONAnswer
 
 # Open without a token: container health checks and load balancers probe it.
 OPEN_PATHS = frozenset({"/health"})
@@ -43,7 +45,7 @@ class SameOriginWrites:
             headers = Headers(scope=scope)
             if same_origin(headers) is False:
                 detail = f"cross-origin {scope['method']} refused (Origin: {headers['origin']})"
-                await JSONResponse({"detail": detail}, status_code=403)(scope, receive, send)
+                await JSONAnswer({"detail": detail}, status_code=403)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -93,7 +95,7 @@ class BearerAuth:
             target = scope["path"] + (f"?{query}" if query else "")
             response = RedirectResponse(f"{self._login_path}?next={quote(target)}", status_code=303)
         else:
-            response = JSONResponse(
+            response = JSONAnswer(
                 {"detail": "missing or wrong bearer token (send Authorization: Bearer <token>)"},
                 status_code=401,
                 headers={"WWW-Authenticate": "Bearer"},
@@ -135,7 +137,7 @@ class BodyLimit:
             return
         length = Headers(scope=scope).get("content-length", "")
         if length.isdigit() and int(length) > self.limit:
-            await JSONResponse({"detail": self.detail}, status_code=413)(scope, receive, send)
+            await JSONAnswer({"detail": self.detail}, status_code=413)(scope, receive, send)
             return
         received = 0
 

@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -50,14 +51,21 @@ class Base(DeclarativeBase):
     pass
 
 
+# A run's or sweep's id: 64-bit as the API admits (ids up to 2**63 - 1), on PostgreSQL too (its
+# INTEGER is 32-bit). SQLite's INTEGER is already 64-bit and must stay INTEGER to be the rowid.
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
         CheckConstraint(f"status IN {STATUSES!r}", name="ck_runs_status"),
         CheckConstraint("epochs_done >= 0", name="ck_runs_epochs_done"),
+        # Ids are never handed out twice: SQLite would otherwise reuse a deleted highest id.
+        {"sqlite_autoincrement": True},
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
     name: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), index=True, default=RunStatus.queued.value)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -73,9 +81,12 @@ class Run(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Something a user should know about how the run went (e.g. restarted from epoch 0).
     note: Mapped[str | None] = mapped_column(Text)
+    # What the engine trained with: torch version, device, fp32 matmul precision, determinism
+    # and TF32 flags (worker/engine/devices.py); None until a worker starts the run.
+    numerics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The sweep this run is a member of (server/sweeps.py), which deletes its members itself
     # before it deletes the sweep (no ON DELETE CASCADE: see migration 0004).
-    sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id"), index=True)
+    sweep_id: Mapped[int | None] = mapped_column(IdType, ForeignKey("sweeps.id"), index=True)
     # Claims take higher priorities first, then the oldest (jobs.claim_run). Not part of the
     # spec: it changes when a run trains, never what it computes.
     priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -91,8 +102,10 @@ class Sweep(Base):
     Its status and progress are derived from the members' when read."""
 
     __tablename__ = "sweeps"
+    # Ids are never handed out twice, as the runs'.
+    __table_args__ = {"sqlite_autoincrement": True}
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
     name: Mapped[str | None] = mapped_column(String(200))
     base: Mapped[dict[str, Any]] = mapped_column(JSON)
     grid: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -105,7 +118,9 @@ class RunLayer(Base):
 
     __tablename__ = "run_layers"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
     index: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     parameters: Mapped[int] = mapped_column(Integer)
@@ -114,7 +129,9 @@ class RunLayer(Base):
 class EpochMetrics(Base):
     __tablename__ = "epoch_metrics"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     train_loss: Mapped[float] = mapped_column(Float)
     train_accuracy: Mapped[float] = mapped_column(Float)
@@ -128,7 +145,9 @@ class LayerEpochStats(Base):
 
     __tablename__ = "layer_epoch_stats"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     layer_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     variance: Mapped[float] = mapped_column(Float)
@@ -155,7 +174,9 @@ class EpochCounts(Base):
 
     __tablename__ = "epoch_counts"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     counts: Mapped[np.ndarray] = mapped_column(Int64Array)
 
@@ -170,7 +191,9 @@ class RunMechanism(Base):
 
     __tablename__ = "run_mechanism"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
     tolerances: Mapped[list[float]] = mapped_column(JSON)
 
 
@@ -181,7 +204,9 @@ class EpochSpectrum(Base):
 
     __tablename__ = "epoch_spectrum"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     counts: Mapped[np.ndarray] = mapped_column(Int64Array)
 
@@ -197,7 +222,9 @@ class DeadUnits(Base):
 
     __tablename__ = "dead_units"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     layer_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     dead: Mapped[int] = mapped_column(Integer)
@@ -210,7 +237,9 @@ class ExplainedCount(Base):
 
     __tablename__ = "explained_counts"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     layer_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     unchanged: Mapped[int] = mapped_column(Integer)

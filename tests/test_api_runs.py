@@ -5,6 +5,9 @@ import pytest
 from server import crud
 from server.schemas import RunSpec
 
+# Every request edge case on both backends: PostgreSQL's types are narrower than SQLite's.
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 
 def test_submit_returns_201_location_and_the_spec_with_defaults(client, tiny_spec):
     response = client.post("/runs", json=tiny_spec(name="baseline", weight_decay=0.001))

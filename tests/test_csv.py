@@ -316,11 +316,11 @@ def test_csv_errors_are_json_like_every_error(client, play, tiny_spec):
 VIEWS = [
     ("/runs/{id}/metrics", {}),
     ("/runs/{id}/metrics", {"format": "csv"}),
-    ("/runs/{id}/metrics", {"format": "png", "width": 300, "height": 200}),
+    ("/runs/{id}/metrics", {"format": "png", "width": 400, "height": 300}),
     ("/runs/{id}/constancy", {"tol": 0}),
     ("/runs/{id}/constancy", {"format": "csv"}),
     ("/runs/{id}/weights", {"format": "csv"}),
-    ("/runs/{id}/report", {"width": 300, "height": 200}),
+    ("/runs/{id}/report", {"width": 400, "height": 300}),
     ("/runs/{id}", {}),
     ("/compare", {"runs": "{id}", "format": "csv"}),
 ]

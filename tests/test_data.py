@@ -120,7 +120,9 @@ def test_offline_or_disallowed_names_the_folder(tmp_path, monkeypatch):
     with pytest.raises(DataUnavailable, match="downloading .* failed") as exc:
         load_dataset("cifar10", data_dir=tmp_path / "data", allow_download=True)
     assert str(tmp_path / "data" / FOLDER) in str(exc.value)
-    with pytest.raises(DataUnavailable, match="downloads are disabled") as exc:
+    with pytest.raises(
+        DataUnavailable, match=r"downloads are off \(DECAYLAB_ALLOW_DOWNLOAD=false\)"
+    ) as exc:
         load_dataset("cifar10", data_dir=tmp_path / "data", allow_download=False)
     assert str(tmp_path / "data" / FOLDER) in str(exc.value)
     assert leftovers(tmp_path / "data") == []

@@ -16,6 +16,8 @@ from worker.engine.model import build_model
 from worker.engine.train import Training
 from worker.loop import Worker
 
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 JSON = {"content-type": "application/json"}
 
 

@@ -27,7 +27,7 @@ def test_a_claim_is_one_update_that_skips_locked_rows(db):
     sql = " ".join(claim.split())
     assert sql.startswith("UPDATE runs SET status=")
     assert "WHERE runs.id = (SELECT runs.id FROM runs WHERE" in sql
-    assert "ORDER BY runs.id LIMIT" in sql and "FOR UPDATE SKIP LOCKED)" in sql
+    assert "ORDER BY runs.priority DESC, runs.id LIMIT" in sql and "FOR UPDATE SKIP LOCKED)" in sql
     assert "RETURNING" in sql
 
 

@@ -67,6 +67,26 @@ def test_torch_is_pinned_everywhere_to_the_same_version():
     assert base_image and base_image[1].startswith("pytorch/pytorch:2.13.0-cuda")
 
 
+# The pytorch/pytorch tags published for torch 2.13.0 (Docker Hub, hub.docker.com/r/pytorch/
+# pytorch/tags?name=2.13.0, and the release's docker workflow, .github/workflows/docker-release.yml
+# in pytorch/pytorch: CUDA 12.6 and 13.0, each with cuDNN 9, as runtime and devel images).
+# There is no cuda12.8 image for 2.13.0: a Dockerfile naming one does not build.
+PUBLISHED_TORCH_2_13_IMAGES = {
+    f"pytorch/pytorch:2.13.0-cuda{cuda}-cudnn9-{kind}"
+    for cuda in ("12.6", "13.0")
+    for kind in ("runtime", "devel")
+}
+
+
+def test_the_worker_image_is_built_on_a_published_pytorch_tag():
+    base_image = re.search(r"^FROM (\S+)", (ROOT / "Dockerfile.worker").read_text(), re.M)
+    assert base_image and base_image[1] in PUBLISHED_TORCH_2_13_IMAGES, base_image
+    # The README says which image and which NVIDIA driver it needs.
+    readme = (ROOT / "README.md").read_text()
+    assert base_image[1] in readme
+    assert re.search(r"NVIDIA driver.{0,60}≥ ?5\d\d", readme, re.S)
+
+
 def test_everything_installed_for_decaylab_is_pinned_at_its_installed_version():
     """A new dependency (or an upgrade) must land in constraints.txt too."""
     pinned = pins()
@@ -151,3 +171,15 @@ def test_the_built_package_has_every_tracked_file(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("decaylab-*.whl")
     packaged = set(zipfile.ZipFile(wheel).namelist())
     assert set(tracked) - {"pyproject.toml"} <= packaged
+
+
+def test_installs_show_their_progress():
+    """The first `make run` downloads GBs: pip's progress shows, not minutes of silence."""
+    makefile = (ROOT / "Makefile").read_text()
+    installs = [line for line in makefile.splitlines() if "pip install" in line and "-e '." in line]
+    assert len(installs) == 2
+    for line in installs:
+        assert " -q" not in line and "--progress-bar on" in line, line
+    readme = (ROOT / "README.md").read_text()
+    # The CPU-wheel hint comes before the quick start, where a user without a GPU needs it.
+    assert readme.index("download.pytorch.org/whl/cpu") < readme.index("## Quick start")

@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -68,20 +69,19 @@ class Served:
         return {name: (int(pids[name]), int(codes[name])) for name in pids}
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    port = free_port()
+def make_run(tmp_path: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """`make run` in a session of its own, as a terminal starts it, on a temp data dir."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DECAYLAB_")}
     env |= {
         "DECAYLAB_DATA_DIR": str(tmp_path / "data"),
         "DECAYLAB_PORT": str(port),
         "DECAYLAB_DEVICE": "cpu",
         "DECAYLAB_POLL_SECONDS": "0.2",
+        "DECAYLAB_ALLOW_DOWNLOAD": "false",  # a cifar10 run fails at once, offline
         "MPLCONFIGDIR": str(tmp_path / "mpl"),
     }
-    log = tmp_path / "make-run.log"
     with log.open("wb") as out:
-        make = subprocess.Popen(
+        return subprocess.Popen(
             ["make", "--no-print-directory", "--assume-old=.venv/.installed-run", "run"]
             + [f"PY={sys.executable}"],
             cwd=ROOT,
@@ -90,6 +90,13 @@ def served(tmp_path: Path) -> Iterator[Served]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    port = free_port()
+    log = tmp_path / "make-run.log"
+    make = make_run(tmp_path, port, log)
     served = Served(make, f"http://127.0.0.1:{port}", log, tmp_path / "data")
     try:
 
@@ -143,34 +150,122 @@ def test_sigterm_stops_both_and_the_worker_hands_its_run_back(served):
     assert status == "queued" and 1 <= done < 1000
 
 
-def quick_start_lines() -> list[str]:
-    section = (ROOT / "README.md").read_text().split("\n## Quick start\n", 1)[1]
-    block = re.search(r"```sh\n(.*?)```", section.split("\n## ", 1)[0], re.S)
-    assert block, "README.md: no sh block in the quick start"
-    return [line for line in block[1].splitlines() if line.strip()]
+def test_sigterm_to_the_process_group_hands_the_run_back(served):
+    """`kill -TERM -<pgid>` (a service manager, `timeout`, a closing terminal's group): the
+    launcher, the API and the worker all get it at once; all stop cleanly, and the run goes back
+    to the queue without counting as another attempt."""
+    run = served.request("POST", "/runs", {"epochs": 1000, **TINY})
+    running = served.wait_for_run(run["id"], lambda r: r["epochs_done"] >= 1, 120)
+    assert running["attempts"] == 1
+
+    exits = served.stop(signal.SIGTERM, group=True)
+    for name, (pid, code) in exits.items():
+        assert code in CLEAN_EXITS, (name, code, served.logs())
+        assert gone(pid), name
+    # make is in the group too: it ends by the SIGTERM itself (its recipe, the launcher, ran on).
+    assert served.make.returncode in CLEAN_EXITS, served.logs()
+    assert "stopped on its own" not in served.log.read_text()
+    with sqlite3.connect(served.data_dir / "decaylab.db") as db:
+        status, done, attempts, worker = db.execute(
+            "SELECT status, epochs_done, attempts, worker FROM runs WHERE id = ?", (run["id"],)
+        ).fetchone()
+    assert status == "queued" and 1 <= done < 1000
+    assert attempts == 1  # handed back, not lost: the next claim is its second attempt
+    assert worker is None or isinstance(worker, str)
+
+
+def test_a_second_make_run_on_a_busy_port_says_so_and_starts_nothing(served, tmp_path):
+    port = int(served.url.rsplit(":", 1)[1])
+    other = tmp_path / "second"
+    other.mkdir()
+    log = other / "make-run.log"
+    second = make_run(other, port, log)
+    assert second.wait(timeout=60) != 0
+    text = log.read_text()
+    assert f"port {port}" in text and "in use" in text and "nothing started" in text, text
+    assert "started, pid" not in text
+    assert not (other / "data").exists()  # not even a database
+    # The first one still serves.
+    assert served.request("GET", "/health") == {"status": "ok"}
+
+
+def readme_block(heading: str, marker: str) -> str:
+    """The first sh block after ``heading`` that contains ``marker``."""
+    section = (ROOT / "README.md").read_text().split(f"\n{heading}\n", 1)[1]
+    for block in re.findall(r"```sh\n(.*?)```", section, re.S):
+        if marker in block:
+            return block
+    raise AssertionError(f"README.md: no sh block with {marker!r} after {heading!r}")
+
+
+def paste(
+    served: Served, script: str, cwd: Path, timeout: float = 420
+) -> subprocess.CompletedProcess:
+    """Run pasted README lines in bash as a user's terminal would, against ``served``; any
+    failing command fails the paste (-e), as the user would see it fail."""
+    port = served.url.rsplit(":", 1)[1]
+    return subprocess.run(
+        [
+            "bash",
+            "-e",
+            "-o",
+            "pipefail",
+            "-c",
+            script.replace("localhost:8000", f"localhost:{port}"),
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+QUICK_START = ("## Quick start", "wait_for $A succeeded")
+EXAMPLES = ("### Endpoints", "snapshots/5")
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the quick start uses curl")
-def test_readme_quick_start_works_pasted_line_by_line(served, tmp_path):
-    port = served.url.rsplit(":", 1)[1]
-    lines = quick_start_lines()
-    assert any("/compare?" in line for line in lines) and any(".png" in line for line in lines)
-    for line in lines:
-        result = subprocess.run(
-            ["bash", "-c", line.replace("localhost:8000", f"localhost:{port}")],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert result.returncode == 0, (line, result.stderr, served.logs())
-        if result.stdout:
-            assert "detail" not in json.loads(result.stdout), (line, result.stdout)
-        for png in re.findall(r"-o (\S+\.png)", line):
-            assert (tmp_path / png).read_bytes().startswith(b"\x89PNG"), (line, png)
+def test_readme_quick_start_and_examples_work_as_pasted(served, tmp_path):
+    # ./data already holds runs: the blocks must not assume ids 1 and 2.
+    earlier = served.request("POST", "/runs", {"name": "earlier", "epochs": 1, **TINY})
+    served.wait_for_run(earlier["id"], lambda r: r["status"] in FINISHED, 120)
+    script = readme_block(*QUICK_START) + readme_block(*EXAMPLES)
+    assert "/compare?" in script and ".png" in script and "snapshots/5" in script
+    result = paste(served, script, tmp_path)
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:], served.logs())
+    assert "both succeeded" in result.stdout
+    for line in result.stdout.splitlines():
+        if line.startswith("{"):
+            assert "detail" not in json.loads(line), line
+    for png in re.findall(r"-o (\S+\.png)", script):
+        name = png.replace("$A", str(earlier["id"] + 1))
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG"), png
+    npz = (tmp_path / "epoch_0005.npz").read_bytes()
+    assert npz.startswith(b"PK")  # a zip: numpy's .npz, not a saved error
+    assert result.stdout.rstrip().endswith('{"status":"ok"}')
+    assert "204" in result.stdout.splitlines()
 
     # What the README says the two runs show: weights stay exactly constant without decay only.
-    compared = served.request("GET", "/compare?runs=1,2&tol=0&scope=all")["runs"]
+    a, b = earlier["id"] + 1, earlier["id"] + 2
+    compared = served.request("GET", f"/compare?runs={a},{b}&tol=0&scope=all")["runs"]
     assert [run["weight_decay"] for run in compared] == [0, 0.001]
     assert max(compared[0]["percent"]) > 1 > max(compared[1]["percent"])
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the quick start uses curl")
+def test_readme_quick_start_fails_loudly_when_a_run_fails(served, tmp_path):
+    """A run that fails (here: CIFAR-10 offline) stops the quick start at once with a message,
+    instead of waiting forever."""
+    script = readme_block(*QUICK_START)
+    first_spec = '"name": "no decay", "weight_decay": 0, "dataset": "synthetic"'
+    assert first_spec in script
+    failing = script.replace(
+        first_spec, '"name": "no decay", "weight_decay": 0, "dataset": "cifar10"'
+    )
+    started = time.monotonic()
+    result = paste(served, failing, tmp_path, timeout=120)
+    assert result.returncode != 0
+    assert time.monotonic() - started < 60
+    assert "is failed, not succeeded" in result.stderr, result.stderr
+    assert not list(tmp_path.glob("*.png"))  # nothing after the failure ran

@@ -52,7 +52,8 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(db):
 
 def test_upgrade_is_idempotent(db):
     db.upgrade()
-    head = ScriptDirectory.from_config(alembic_config(str(db.engine.url))).get_current_head()
+    config = alembic_config(db.engine.url.render_as_string(hide_password=False))
+    head = ScriptDirectory.from_config(config).get_current_head()
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head
 
@@ -319,6 +320,8 @@ def test_several_processes_upgrading_a_fresh_database_at_once(db_url):
     database = Database(db_url)
     head = ScriptDirectory.from_config(alembic_config(db_url)).get_current_head()
     try:
+        config = alembic_config(db_url)
+        head = ScriptDirectory.from_config(config).get_current_head()
         with database.engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
                 (head,)

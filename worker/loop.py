@@ -18,10 +18,14 @@ from server import jobs
 from server.db import Database
 from server.schemas import RunStatus
 from server.settings import Settings
-from worker.engine.devices import resolve_device
+from worker.engine.devices import DeviceUnavailable, resolve_device
+from worker.engine.fetch import DataUnavailable
 from worker.engine.train import Training, TrainingStopped, resume_point
 
 log = logging.getLogger("decaylab.worker")
+# Failures a user causes and fixes by a setting or a file (data missing, downloads off, no GPU):
+# logged as one line at WARNING; anything else is a bug and keeps its traceback.
+EXPECTED_FAILURES = (DataUnavailable, DeviceUnavailable)
 
 
 def worker_name() -> str:
@@ -157,6 +161,12 @@ class Worker:
                 log.warning("run %d: database error; handing it back", lease.run_id, exc_info=True)
                 self._settle(lease, RunStatus.queued)
                 return
+            except EXPECTED_FAILURES as exc:
+                # The run cannot go on here and the message says why and what to change: one
+                # line, not a traceback.
+                log.warning("run %d failed: %s: %s", lease.run_id, type(exc).__name__, exc)
+                self._settle(lease, RunStatus.failed, error=f"{type(exc).__name__}: {exc}")
+                return
             except Exception as exc:
                 log.exception("run %d failed", lease.run_id)
                 self._settle(lease, RunStatus.failed, error=f"{type(exc).__name__}: {exc}")
@@ -192,6 +202,7 @@ class Worker:
                 lease,
                 start_epoch=start.epoch,
                 device=engine.device,
+                numerics=engine.numerics,
                 tensors=engine.tensors,
                 initial_variances=engine.initial_variances,
                 note=note,

@@ -5,11 +5,14 @@ serialises it as JSON), the figure ``draw`` makes of it through the render cache
 request asks for a PNG, or its tidy table (server/tables.py) when it asks for CSV. ``format``
 wins over ``Accept``."""
 
-from collections.abc import Hashable
+import copy
+import re
+from collections.abc import Callable, Hashable
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query, Request, Response
 from pydantic import BaseModel
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import tables
 from server.figures.draw import FigureOptions
@@ -23,7 +26,10 @@ VARY = {"Vary": "Accept"}
 # For the OpenAPI document: these routes answer image/png and text/csv as well as JSON.
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
-        "content": {PNG: {}, CSV: {"schema": {"type": "string"}}},
+        "content": {
+            PNG: {"schema": {"type": "string", "format": "binary"}},
+            CSV: {"schema": {"type": "string"}},
+        },
         "description": "JSON; a PNG with format=png or Accept: image/png, a tidy table (one row "
         "per value) with format=csv or Accept: text/csv",
     }
@@ -98,3 +104,77 @@ class Answer:
 
 
 AnswerDep = Annotated[Answer, Depends()]
+
+
+# --- PNG twins: every view with a figure is also an operation of its own that answers only PNG
+# (`GET /runs/{run_id}/constancy.png` is `GET /runs/{run_id}/constancy?format=png`). A generated
+# client decodes one media type per status, so the negotiated operation alone would leave it no
+# way to get the PNG; the twins are derived from the document, so every figure route has one.
+
+PNG_SUFFIX = ".png"
+
+
+def figure_paths(schema: dict[str, Any]) -> list[str]:
+    """Paths whose GET answers JSON or, negotiated, a PNG (the routes declaring PNG_RESPONSE)."""
+    paths = []
+    for path, operations in schema.get("paths", {}).items():
+        content = operations.get("get", {}).get("responses", {}).get("200", {}).get("content", {})
+        if PNG in content and "application/json" in content:
+            paths.append(path)
+    return paths
+
+
+def add_png_twins(schema: dict[str, Any]) -> None:
+    """Document each figure path's twin: its parameters but ``format``, a PNG-only 200 and its
+    error answers; operation id ``<id>_png``. Idempotent."""
+    for path in figure_paths(schema):
+        operation = copy.deepcopy(schema["paths"][path]["get"])
+        operation["operationId"] = f"{operation['operationId']}_png"
+        operation["summary"] = f"{operation.get('summary', '')} (PNG)".strip()
+        operation["parameters"] = [
+            p for p in operation.get("parameters", []) if p.get("name") != "format"
+        ]
+        operation["responses"]["200"] = {
+            "description": "The figure as a PNG",
+            "content": {PNG: {"schema": {"type": "string", "format": "binary"}}},
+        }
+        schema["paths"].setdefault(f"{path}{PNG_SUFFIX}", {"get": operation})
+
+
+def _template_regex(path: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^}]+\})", path)
+    return re.compile(
+        "^" + "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts) + "$"
+    )
+
+
+class PngTwins:
+    """ASGI middleware: ``<figure path>.png?…`` is served as ``<figure path>?…&format=png``."""
+
+    def __init__(self, app: ASGIApp, openapi: Callable[[], dict[str, Any]]) -> None:
+        self.app = app
+        self._openapi = openapi
+        self._figures: list[re.Pattern[str]] | None = None
+
+    def _is_figure(self, path: str) -> bool:
+        if self._figures is None:
+            self._figures = [_template_regex(p) for p in figure_paths(self._openapi())]
+        return any(regex.match(path) for regex in self._figures)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.endswith(PNG_SUFFIX):
+            view = path.removesuffix(PNG_SUFFIX)
+            if self._is_figure(view):
+                query = [
+                    part
+                    for part in scope.get("query_string", b"").split(b"&")
+                    if part and part.split(b"=", 1)[0] != b"format"
+                ]
+                scope = dict(
+                    scope,
+                    path=view,
+                    raw_path=view.encode(),
+                    query_string=b"&".join([*query, b"format=png"]),
+                )
+        await self.app(scope, receive, send)

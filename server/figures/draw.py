@@ -7,6 +7,7 @@ global figure state, and figures can be drawn in worker threads."""
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
@@ -41,6 +42,11 @@ from server.schemas import (
 from server.scope import FigureScope
 
 MetricName = Literal["loss", "accuracy"]
+# The smallest figure admitted: four panels with titles, labels and ticks stay readable.
+MIN_WIDTH, MIN_HEIGHT = 400, 300
+MIN_TEXT_PIXELS = 9.0
+# A character's mean width as a share of the font size (DejaVu Sans), to wrap text to a figure.
+CHAR_WIDTH = 0.55
 
 
 class FigureOptions(BaseModel):
@@ -52,9 +58,69 @@ class FigureOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    width: Annotated[int, Field(ge=200, le=4000, description="figure width in pixels")] = 1000
-    height: Annotated[int, Field(ge=200, le=4000, description="figure height in pixels")] = 750
-    dpi: Annotated[int, Field(ge=50, le=300, description="dots per inch")] = 100
+    width: Annotated[
+        int,
+        Field(
+            ge=MIN_WIDTH,
+            le=4000,
+            description=f"figure width in pixels, {MIN_WIDTH}..4000 (narrower figures of 2×2 "
+            "panels cannot be read)",
+        ),
+    ] = 1000
+    height: Annotated[
+        int,
+        Field(
+            ge=MIN_HEIGHT,
+            le=4000,
+            description=f"figure height in pixels, {MIN_HEIGHT}..4000 (lower figures of 2×2 "
+            "panels cannot be read)",
+        ),
+    ] = 750
+    dpi: Annotated[
+        int,
+        Field(
+            ge=50,
+            le=300,
+            description="dots per inch, 50..300: a higher dpi draws text larger on the same "
+            "pixels, within what the figure's size leaves room for",
+        ),
+    ] = 100
+
+    @property
+    def font_points(self) -> float:
+        """The base font size: 10 pt (so dpi scales it), kept between 9 px, still readable,
+        and a 1/32 of the figure's smaller side, so that the text of a small figure at a high
+        dpi still leaves room for the panels."""
+        pixels = 10 * self.dpi / 72
+        pixels = min(max(pixels, MIN_TEXT_PIXELS), max(MIN_TEXT_PIXELS, self.min_side / 32))
+        return pixels * 72 / self.dpi
+
+    @property
+    def min_side(self) -> int:
+        return min(self.width, self.height)
+
+    @property
+    def line_points(self) -> float:
+        """Line width: 1.5 px, thicker on large figures (up to 4 px), whatever the dpi."""
+        return min(max(1.5, self.min_side / 400), 4.0) * 72 / self.dpi
+
+    def points(self, pixels: float) -> float:
+        """``pixels`` in points at this dpi: pads and tick lengths stay the same on the PNG."""
+        return pixels * 72 / self.dpi
+
+    @property
+    def font_pixels(self) -> float:
+        return self.font_points * self.dpi / 72
+
+    def chars_per_line(self, scale: float = 1.0) -> int:
+        """About how many characters of text at ``scale`` × the base font fit across."""
+        return max(10, int(self.width / (CHAR_WIDTH * scale * self.font_pixels)))
+
+    @classmethod
+    def of(cls, fig: Figure) -> "FigureOptions":
+        """The options a figure was made with (new_figure)."""
+        width, height = fig.get_size_inches() * fig.dpi
+        return cls(width=round(width), height=round(height), dpi=round(fig.dpi))
 
 
 def run_label(run_id: int, name: str | None, weight_decay: float) -> str:
@@ -72,13 +138,20 @@ def label_of(run: RunOut) -> str:
 PERCENT_CONSTANT = "% of weights constant"
 # Markers only while the points are few enough to be told apart.
 MARKER_MAX_POINTS = 30
+# Series that are not ordered (runs, train vs test) differ in colour, line style and marker,
+# so that lines on top of each other (two runs flat at 0%) can still be told apart.
+LINE_STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+# Room above and below the data, as a share of its range: no line lies on a frame.
+Y_MARGIN = 0.06
 
 
 def new_figure(
     options: FigureOptions, panels: int, title: str, cols: int | None = None
 ) -> tuple[Figure, list[Axes]]:
     """A figure of exactly options.width × options.height pixels with a near-square grid of
-    panels (2×2 for the seed's four tolerances; ``cols`` columns when given) and a suptitle."""
+    panels (2×2 for the seed's four tolerances; ``cols`` columns when given) and a suptitle,
+    its text sized to the figure (FigureOptions.font_points)."""
     fig = Figure(
         figsize=(options.width / options.dpi, options.height / options.dpi),
         dpi=options.dpi,
@@ -87,18 +160,38 @@ def new_figure(
     FigureCanvasAgg(fig)
     cols = cols or math.ceil(math.sqrt(panels))
     rows = math.ceil(panels / cols)
+    size = options.font_points
     grid = fig.subplots(rows, cols, squeeze=False)
     axes = list(grid.flat)
     for unused in axes[panels:]:
         unused.set_visible(False)
-    fig.suptitle(title)
+    for ax in axes[:panels]:
+        ax.tick_params(
+            which="both",
+            labelsize=size * 0.85,
+            width=options.line_points / 2,
+            length=options.points(4),
+            pad=options.points(3),
+        )
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.label.set_fontsize(size * 0.95)
+            axis.labelpad = options.points(3)
+        for spine in ax.spines.values():
+            spine.set_linewidth(options.line_points / 2)
+    # Wrapped to the figure's width: a narrow figure's title does not run off its edges.
+    width = options.chars_per_line(1.05)
+    wrapped = "\n".join(textwrap.fill(line, width) for line in title.split("\n"))
+    fig.suptitle(wrapped, fontsize=size * 1.05)
+    fig.get_layout_engine().set(w_pad=size / 72 / 3, h_pad=size / 72 / 3)
     return fig, axes[:panels]
 
 
 def layer_colours(count: int) -> list[tuple[float, float, float, float]]:
-    """Light to dark in layer order, as in the seed's figures (none before a run has layers)."""
-    cmap = colormaps["Blues"]
-    return [cmap(x) for x in np.linspace(0.35, 1.0, count)] if count != 1 else [cmap(1.0)]
+    """Light to dark in layer order, as in the seed's figures: viridis from light green to dark
+    violet, so that neighbouring layers differ in hue as well as lightness and the lightest
+    still stands out on white (none before a run has layers)."""
+    cmap = colormaps["viridis_r"]
+    return [cmap(x) for x in np.linspace(0.25, 1.0, count)] if count != 1 else [cmap(1.0)]
 
 
 def series_colours(count: int) -> list[tuple[float, float, float, float]]:
@@ -107,27 +200,119 @@ def series_colours(count: int) -> list[tuple[float, float, float, float]]:
     return [cmap(i % cmap.N) for i in range(count)]
 
 
-def plot_line(ax: Axes, x: Sequence[int], y: Sequence[float], label: str, colour: object) -> None:
+def layer_label(index: int, shape: Sequence[int]) -> str:
+    """``layer 0 (3072→512)``: a weight matrix's [out, in] shape as in → out."""
+    if len(shape) == 2:
+        return f"layer {index} ({shape[1]}→{shape[0]})"
+    if len(shape) == 1:
+        return f"layer {index} bias ({shape[0]})"
+    return f"layer {index}"
+
+
+def plot_line(
+    ax: Axes,
+    x: Sequence[int],
+    y: Sequence[float],
+    label: str,
+    colour: object,
+    style: int | None = None,
+) -> None:
+    """A series; ``style`` picks a line style and marker (for series that are not ordered).
+    Drawn above the grid and the frame, so a series at 0 shows on the x axis."""
     # Non-finite values (a diverged loss) become gaps instead of breaking the autoscale.
     values = np.asarray(y, dtype=float)
     values[~np.isfinite(values)] = np.nan
-    marker = "o" if len(x) <= MARKER_MAX_POINTS else None
-    ax.plot(x, values, label=label, color=colour, marker=marker, markersize=3, linewidth=1.6)
+    few = len(x) <= MARKER_MAX_POINTS
+    marker = MARKERS[style % len(MARKERS)] if style is not None else "o"
+    line = FigureOptions.of(ax.figure).line_points  # type: ignore[arg-type]
+    ax.plot(
+        x,
+        values,
+        label=label,
+        color=colour,
+        marker=marker if few else None,
+        markevery=None if few else max(1, len(x) // 12),
+        linestyle=LINE_STYLES[style % len(LINE_STYLES)] if style is not None else "-",
+        linewidth=line,
+        markersize=line * 2.5,
+        zorder=3,
+        clip_on=False,
+        # Inside the panel (y margins): it makes no room in the layout (an empty one would
+        # collapse it).
+        in_layout=False,
+    )
 
 
-def finish_panel(ax: Axes, title: str | None, ylabel: str, empty: bool) -> None:
-    """Axis labels with units, integer epochs, y from 0, a grid; says so when there is no data."""
+def _epoch_ticks(ax: Axes, epochs: Sequence[int]) -> None:
+    """Integer epoch ticks that always label the first and last epoch."""
+    first, last = min(epochs), max(epochs)
+    ticks = [t for t in MaxNLocator(nbins=6, integer=True).tick_values(first, last)]
+    ticks = [int(t) for t in ticks if first <= t <= last]
+    step = (ticks[1] - ticks[0]) if len(ticks) > 1 else 1
+    # The last epoch is labelled; a tick too close to it would overlap its label.
+    ticks = [t for t in ticks if last - t >= 0.5 * step or t == last]
+    for t in (first, last):
+        if t not in ticks:
+            ticks.append(t)
+    ticks = sorted(set(ticks))
+    if len(ticks) > 2 and ticks[1] - ticks[0] < 0.5 * step:
+        ticks.pop(1)
+    ax.set_xticks(ticks)
+    pad = max(0.5, 0.02 * (last - first))
+    ax.set_xlim(first - pad, last + pad)
+
+
+YScale = Literal["percent", "auto", "log"]
+
+
+def finish_panel(
+    ax: Axes, title: str | None, ylabel: str, empty: bool, y: YScale = "percent"
+) -> None:
+    """Axis labels with units, integer epochs (the last one labelled), a grid, and margins so
+    that no line lies on a frame. ``y``: percent (a floor just below 0, so a series at 0% is a
+    visible line above the x axis), auto (scaled to the data, e.g. a loss), log (variances of
+    layers that differ by orders of magnitude). Says so when there is no data."""
+    options = FigureOptions.of(ax.figure)  # type: ignore[arg-type]
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=options.font_points, pad=options.points(5))
     ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylim(bottom=0)
-    ax.grid(True, alpha=0.3)
+    # Wrapped to the panel's height, so labels of stacked panels do not run into each other.
+    room = ax.get_position().height * options.height * 0.8
+    fits = max(8, int(room / (CHAR_WIDTH * 0.95 * options.font_pixels)))
+    ax.set_ylabel(textwrap.fill(ylabel, fits))
+    ax.grid(True, alpha=0.3, linewidth=options.line_points / 2)
     if empty:
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.text(0.5, 0.5, "no epochs yet", ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "no epochs yet",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            fontsize=FigureOptions.of(ax.figure).font_points,  # type: ignore[arg-type]
+            in_layout=False,  # inside the panel: no room to make around it
+        )
+        return
+    epochs = [x for line in ax.get_lines() for x in line.get_xdata()]
+    _epoch_ticks(ax, epochs)
+    values = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in ax.lines])
+    values = values[np.isfinite(values)]
+    if y == "log":
+        ax.set_yscale("log")
+        positive = values[values > 0]
+        if positive.size:
+            low, high = positive.min(), positive.max()
+            span = max(math.log10(high / low), 0.2)
+            ax.set_ylim(low / 10 ** (Y_MARGIN * span), high * 10 ** (Y_MARGIN * span))
+        return
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    if y == "percent":
+        low = min(low, 0.0)
+        high = max(high, 1.0)  # a flat 0 line gets an axis up to 1%, not a degenerate one
+    span = (high - low) or max(abs(high), 1.0)
+    ax.set_ylim(low - Y_MARGIN * span, high + Y_MARGIN * span)
 
 
 def add_legend(fig: Figure, ax: Axes) -> None:
@@ -135,7 +320,17 @@ def add_legend(fig: Figure, ax: Axes) -> None:
     there is nothing to tell apart."""
     handles, labels = ax.get_legend_handles_labels()
     if any(len(line.get_xdata()) for line in ax.get_lines()):
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 5))
+        options = FigureOptions.of(fig)
+        # As many columns as fit across the figure (an entry: its handle and its label).
+        entry = max(len(label) for label in labels) + 6
+        ncols = max(1, min(len(labels), 4, options.chars_per_line(0.9) // entry))
+        fig.legend(
+            handles,
+            labels,
+            loc="outside lower center",
+            ncols=ncols,
+            fontsize=options.font_points * 0.9,
+        )
 
 
 def to_png(fig: Figure) -> bytes:
@@ -162,7 +357,8 @@ def draw_constancy(
         if scope == "layers":
             colours = layer_colours(len(result.layers))
             for layer, colour in zip(result.layers, colours, strict=True):
-                plot_line(ax, result.epochs, layer.percent, f"layer {layer.index}", colour)
+                label = layer_label(layer.index, layer.shape)
+                plot_line(ax, result.epochs, layer.percent, label, colour)
         else:
             values = result.mean if scope == "all" else result.last_two_mean
             plot_line(ax, result.epochs, values, scopes.describe(scope), layer_colours(1)[0])
@@ -174,15 +370,26 @@ def draw_constancy(
 def draw_compare(data: CompareOut | CompareAllOut, options: FigureOptions) -> bytes:
     """The seed's run-vs-run comparison: one panel per tolerance, one colour per run."""
     results = data.results if isinstance(data, CompareAllOut) else [data]
-    labels = [run_label(r.run_id, r.name, r.weight_decay) for r in results[0].runs]
+    runs = results[0].runs
+    labels = [run_label(r.run_id, r.name, r.weight_decay) for r in runs]
     named = " vs ".join(labels) if len(labels) <= 3 else f"{len(labels)} runs"
-    title = f"{named}\n{PERCENT_CONSTANT} between epochs, {scopes.describe(data.scope)}"
+    bases = sorted({r.basis for r in runs})
+    if len(bases) > 1:
+        # Runs measured against different references are not alike: the legend says which.
+        basis = f"MIXED BASES ({' and '.join(bases)}): not directly comparable"
+        labels = [f"{text}, basis {r.basis}" for text, r in zip(labels, runs, strict=True)]
+    else:
+        basis = f"basis {bases[0]}" if bases else ""
+    title = (
+        f"{named}\n{PERCENT_CONSTANT} between epochs, {scopes.describe(data.scope)}"
+        f"{'; ' + basis if basis else ''}"
+    )
     fig, axes = new_figure(options, len(results), title)
     colours = series_colours(len(labels))
     for ax, result in zip(axes, results, strict=True):
         # Every panel lists the same runs in the request's order.
-        for run, text, colour in zip(result.runs, labels, colours, strict=True):
-            plot_line(ax, run.epochs, run.percent, text, colour)
+        for i, (run, text, colour) in enumerate(zip(result.runs, labels, colours, strict=True)):
+            plot_line(ax, run.epochs, run.percent, text, colour, style=i)
         empty = not any(run.epochs for run in result.runs)
         finish_panel(ax, f"tolerance {result.tolerance:g}", PERCENT_CONSTANT, empty)
     add_legend(fig, axes[0])
@@ -204,9 +411,13 @@ def draw_metrics(data: MetricsOut, options: FigureOptions, metric: MetricName, l
         ]
         ylabel = "accuracy (%)"
     fig, axes = new_figure(options, 1, f"{label}\ntrain vs test {metric} per epoch")
-    for (name, values), colour in zip(curves, series_colours(len(curves)), strict=True):
-        plot_line(axes[0], data.epochs, values, name, colour)
-    finish_panel(axes[0], None, ylabel, empty=not data.epochs)
+    for i, ((name, values), colour) in enumerate(
+        zip(curves, series_colours(len(curves)), strict=True)
+    ):
+        plot_line(axes[0], data.epochs, values, name, colour, style=i)
+    # A loss is read by its change (2.30 → 2.17), an accuracy against 0.
+    scale: YScale = "auto" if metric == "loss" else "percent"
+    finish_panel(axes[0], None, ylabel, empty=not data.epochs, y=scale)
     add_legend(fig, axes[0])
     return to_png(fig)
 
@@ -216,8 +427,11 @@ def draw_weight_stats(data: WeightStatsOut, options: FigureOptions, label: str) 
     fig, axes = new_figure(options, 1, f"{label}\nvariance of each layer's weights per epoch")
     colours = layer_colours(len(data.layers))
     for layer, colour in zip(data.layers, colours, strict=True):
-        plot_line(axes[0], data.epochs, layer.variance, f"layer {layer.index}", colour)
-    finish_panel(axes[0], None, "weight variance", empty=not data.epochs)
+        plot_line(
+            axes[0], data.epochs, layer.variance, layer_label(layer.index, layer.shape), colour
+        )
+    # Layers' variances differ by orders of magnitude (1/fan_in): a log axis keeps them apart.
+    finish_panel(axes[0], None, "weight variance (log scale)", empty=not data.epochs, y="log")
     add_legend(fig, axes[0])
     return to_png(fig)
 

@@ -63,6 +63,17 @@ def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "—"
 
 
+def _spec_value(value: object) -> str:
+    """A spec value as the user wrote it in JSON: true/false, numbers, lists comma-separated."""
+    if isinstance(value, list):
+        return ", ".join(_spec_value(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "—" if value is None else str(value)
+
+
 def render_report(run: RunOut, metrics: MetricsOut, sections: list[ReportSection]) -> str:
     """The page's HTML from figures already drawn."""
     last = None
@@ -74,12 +85,7 @@ def render_report(run: RunOut, metrics: MetricsOut, sections: list[ReportSection
             test_loss=metrics.test_loss[-1],
             test_accuracy=metrics.test_accuracy[-1],
         )
-    spec = [
-        (field, ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value))
-        if isinstance(value, list)
-        else (field, "—" if value is None else value)
-        for field, value in run.spec.model_dump().items()
-    ]
+    spec = [(field, _spec_value(value)) for field, value in run.spec.model_dump().items()]
     return _template().render(
         run=run,
         label=label_of(run),

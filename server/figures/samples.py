@@ -35,6 +35,10 @@ def _parameters(index: int, fan_in: int, count: int) -> int:
     return fan_in * (10 if index == count - 1 else 512)
 
 
+def _shape(index: int, fan_in: int, count: int) -> list[int]:
+    return [10 if index == count - 1 else 512, fan_in]
+
+
 def sample_run(
     run_id: int = 1,
     name: str | None = "baseline",
@@ -90,6 +94,7 @@ def sample_constancy(
                         index=i,
                         name=name,
                         parameters=_parameters(i, fan_in, layers),
+                        shape=_shape(i, fan_in, layers),
                         percent=p.tolist(),
                     )
                     for (i, name, fan_in), p in zip(_layers(layers), per_layer, strict=True)
@@ -120,6 +125,7 @@ def sample_compare(runs: list[RunOut], scope: str = "all") -> CompareAllOut:
                     run_id=run.id,
                     name=run.name,
                     weight_decay=run.spec.weight_decay,
+                    basis=run.spec.basis,
                     epochs=result.epochs,
                     percent=percent,
                 )
@@ -155,6 +161,7 @@ def sample_weights(run_id: int = 1, epochs: int = 50, layers: int = 4) -> Weight
                 index=index,
                 name=name,
                 parameters=_parameters(index, fan_in, layers),
+                shape=_shape(index, fan_in, layers),
                 variance=(initial * (1 + 0.4 * (1 - np.exp(-x / (5 + 5 * index))))).tolist(),
             )
         )

@@ -9,9 +9,15 @@ from server.scope import Scope as ScopeType
 
 MAX_COMPARED_RUNS = 50
 # Ids are 64-bit database integers: a larger one names no run (422, not a driver overflow).
-MAX_ID = 2**63 - 1
+# Written as an exclusive bound: 2**63 is exact as a JSON number read as a double, 2**63 - 1 not.
+ID_LIMIT = 2**63
+MAX_ID = ID_LIMIT - 1
 
-RunId = Annotated[int, Path(ge=1, le=MAX_ID)]
+RunId = Annotated[int, Path(ge=1, lt=ID_LIMIT, description="A run's id")]
+SweepId = Annotated[int, Path(ge=1, lt=ID_LIMIT, description="A sweep's id")]
+# A page of a list, newest first.
+Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page, 1..1000")]
+Offset = Annotated[int, Query(ge=0, lt=ID_LIMIT, description="Items to skip (newest first), >= 0")]
 
 Tolerance = Annotated[
     float | None,
@@ -37,13 +43,15 @@ def _distinct(ids: list[int]) -> list[int]:
 
 
 RunIds = Annotated[
-    list[Annotated[int, Field(ge=1, le=MAX_ID)]],
+    list[Annotated[int, Field(ge=1, lt=ID_LIMIT)]],
     BeforeValidator(_split_commas),
     AfterValidator(_distinct),
     Query(
         min_length=1,
         max_length=MAX_COMPARED_RUNS,
-        description="Comma-separated run ids, e.g. 1,2",
+        json_schema_extra={"uniqueItems": True},
+        description="Distinct run ids, 1..50: comma-separated (runs=1,2) or repeated "
+        "(runs=1&runs=2)",
     ),
 ]
 

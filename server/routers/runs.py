@@ -17,7 +17,7 @@ from server.figures.draw import (
 from server.figures.render import RendererDep
 from server.figures.report import report_html
 from server.models import Run
-from server.routers.params import MAX_ID, RunId, Tolerance
+from server.routers.params import Limit, Offset, RunId, Tolerance
 from server.schemas import (
     PRIORITY_MAX,
     PRIORITY_MIN,
@@ -35,6 +35,7 @@ from server.scope import FigureScope
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
+BINARY = {"type": "string", "format": "binary"}
 NOT_FOUND = {404: {"model": ErrorOut, "description": "No run with that id"}}
 CONFLICT = {409: {"model": ErrorOut, "description": "Not possible in the run's status"}}
 
@@ -61,9 +62,15 @@ def create_run(
     spec: AdmittedSpec,
     session: WriteSessionDep,
     response: Response,
-    priority: Annotated[int, Query(ge=PRIORITY_MIN, le=PRIORITY_MAX)] = 0,
+    priority: Annotated[
+        int,
+        Query(
+            ge=PRIORITY_MIN,
+            le=PRIORITY_MAX,
+            description="Claims take higher priorities first, then the oldest run",
+        ),
+    ] = 0,
 ) -> RunOut:
-    """``priority``: claims take higher priorities first, then the oldest run."""
     run = crud.create_run(session, spec, priority=priority)
     session.commit()
     response.headers["Location"] = f"/runs/{run.id}"
@@ -73,9 +80,11 @@ def create_run(
 @router.get("", summary="List runs, newest first")
 def list_runs(
     session: SessionDep,
-    status: RunStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    status: Annotated[
+        RunStatus | None, Query(description="Only runs in this status (default: all)")
+    ] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> RunList:
     total, runs = crud.list_runs(session, status, limit, offset)
     return RunList(total=total, limit=limit, offset=offset, runs=[run_out(r) for r in runs])
@@ -182,7 +191,7 @@ def get_weight_stats(
     "/{run_id}/report",
     summary="One HTML page with the run's spec, status and every figure inline",
     response_class=HTMLResponse,
-    responses=NOT_FOUND,
+    responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}} | NOT_FOUND,
 )
 def get_report(
     run_id: RunId, session: SessionDep, options: OptionsDep, renderer: RendererDep
@@ -200,7 +209,11 @@ def get_report(
     summary="An epoch's weights as .npz, keyed by state_dict name (keep_snapshots runs)",
     response_class=FileResponse,
     responses={
-        200: {"content": {"application/octet-stream": {}}},
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            }
+        },
         404: {"model": ErrorOut, "description": "Unknown run, or no snapshot of that epoch"},
     },
 )

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from server import sweeps
 from server.deps import SessionDep, SettingsDep, WriteSessionDep
@@ -15,7 +15,7 @@ from server.figures.draw import (
     draw_sweep_summary,
     sweep_label,
 )
-from server.routers.params import MAX_ID, Scope, Tolerance
+from server.routers.params import ID_LIMIT, Limit, Offset, Scope, SweepId, Tolerance
 from server.schemas import (
     ErrorOut,
     SweepConstancyAllOut,
@@ -30,7 +30,6 @@ from server.schemas import (
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
-SweepId = Annotated[int, Path(ge=1, le=MAX_ID)]
 NOT_FOUND = {404: {"model": ErrorOut, "description": "No sweep with that id"}}
 NOT_COMPUTED = {
     404: {"model": ErrorOut, "description": "Unknown sweep, or a tolerance/layer/epoch not there"}
@@ -76,8 +75,8 @@ def create_sweep(
 @router.get("", summary="List sweeps, newest first (without their runs)")
 def list_sweeps(
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> SweepList:
     total, found = sweeps.list_sweeps(session, limit, offset)
     return SweepList(total=total, limit=limit, offset=offset, sweeps=found)
@@ -120,7 +119,7 @@ def delete_sweep(sweep_id: SweepId, session: WriteSessionDep, settings: Settings
     response_model=SweepConstancyOut | SweepConstancyAllOut,
     responses=NOT_COMPUTED | PNG_RESPONSE,
 )
-def get_constancy(
+def get_sweep_constancy(
     sweep_id: SweepId,
     session: SessionDep,
     answer: AnswerDep,
@@ -142,7 +141,7 @@ def get_constancy(
     response_model=SweepMetricsOut,
     responses=NOT_FOUND | PNG_RESPONSE,
 )
-def get_metrics(
+def get_sweep_metrics(
     sweep_id: SweepId,
     session: SessionDep,
     answer: AnswerDep,
@@ -161,7 +160,7 @@ def get_metrics(
     response_model=SweepSummaryOut,
     responses=NOT_COMPUTED | PNG_RESPONSE,
 )
-def get_summary(
+def get_sweep_summary(
     sweep_id: SweepId,
     session: SessionDep,
     answer: AnswerDep,
@@ -185,12 +184,12 @@ def get_summary(
     response_model=SweepDifferenceOut,
     responses=NOT_COMPUTED | PNG_RESPONSE,
 )
-def get_difference(
+def get_sweep_difference(
     sweep_id: SweepId,
     session: SessionDep,
     answer: AnswerDep,
-    a: Annotated[int, Query(ge=0, le=MAX_ID, description="a group's index in the views")],
-    b: Annotated[int, Query(ge=0, le=MAX_ID, description="a group's index in the views")],
+    a: Annotated[int, Query(ge=0, lt=ID_LIMIT, description="a group's index in the views")],
+    b: Annotated[int, Query(ge=0, lt=ID_LIMIT, description="a group's index in the views")],
     tol: Annotated[float, Query(ge=0, allow_inf_nan=False, description="one of the tolerances")],
     scope: Scope = "all",
     method: Annotated[

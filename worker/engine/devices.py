@@ -1,6 +1,13 @@
-"""Which torch device a run trains on."""
+"""Which torch device a run trains on, and the numerics every run trains with."""
 
-import torch
+import os
+from typing import Any
+
+# cuBLAS is deterministic only with a fixed workspace; read when CUDA first initialises, so set
+# before any run touches the GPU (torch.use_deterministic_algorithms raises without it).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import torch  # noqa: E402 (after the variable cuBLAS reads)
 
 
 class DeviceUnavailable(RuntimeError):
@@ -32,3 +39,33 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
+
+
+def exact_numerics(device: torch.device) -> dict[str, Any]:
+    """Make fp32 stay fp32 and every kernel deterministic, on every device, and return what is in
+    force (stored on the run as ``numerics``).
+
+    The counts of constant weights compare values bit for bit: TF32 matmuls (the default on
+    recent GPUs for some entry points) or nondeterministic kernels would change which weights
+    count as constant from one run of a spec to the next."""
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True)
+    return numerics_in_force(device)
+
+
+def numerics_in_force(device: torch.device) -> dict[str, Any]:
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "device": describe(device),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    }

@@ -32,7 +32,7 @@ def ensure_cifar10(data_dir: Path, *, allow_download: bool) -> Path:
         return folder
     where = f"CIFAR-10 files are expected in {folder} (missing: {', '.join(missing)})"
     if not allow_download:
-        raise DataUnavailable(f"{where}; downloads are disabled (DECAYLAB_ALLOW_DOWNLOAD=0)")
+        raise DataUnavailable(f"{where}; downloads are off (DECAYLAB_ALLOW_DOWNLOAD=false)")
     if folder.exists():
         raise DataUnavailable(f"{where}; the folder exists, so a download will not replace it")
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from server.schemas import RunSpec
 from worker.engine.checkpoint import load_checkpoint, save_checkpoint, save_snapshot
 from worker.engine.constancy import ConstancyMeter
 from worker.engine.data import load_dataset
-from worker.engine.devices import describe, resolve_device
+from worker.engine.devices import describe, exact_numerics, resolve_device
 from worker.engine.model import build_model
 
 
@@ -116,6 +116,8 @@ class Training:
         self.files = files
         self._device = device
         self.device = describe(device)
+        # Before any tensor is made: fp32 stays fp32, kernels are deterministic (recorded).
+        self.numerics = exact_numerics(device)
         data = load_dataset(
             spec.dataset,
             data_dir=Path(data_dir),

@@ -16,17 +16,21 @@ down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 def upgrade() -> None:
+    # Ids as the runs' (0005): 64-bit, never handed out twice (SQLite AUTOINCREMENT).
     op.create_table(
         "sweeps",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("name", sa.String(length=200), nullable=True),
         sa.Column("base", sa.JSON(), nullable=False),
         sa.Column("grid", sa.JSON(), nullable=False),
         sa.Column("priority", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
     )
     if op.get_bind().dialect.name == "sqlite":
         # SQLite cannot add a constraint to a table, but a column may carry an inline
@@ -35,7 +39,7 @@ def upgrade() -> None:
         # runs are deleted explicitly (server/sweeps.py), before the sweep.
         op.execute("ALTER TABLE runs ADD COLUMN sweep_id INTEGER REFERENCES sweeps (id)")
     else:
-        op.add_column("runs", sa.Column("sweep_id", sa.Integer(), nullable=True))
+        op.add_column("runs", sa.Column("sweep_id", ID, nullable=True))
         op.create_foreign_key("runs_sweep_id_fkey", "runs", "sweeps", ["sweep_id"], ["id"])
     op.add_column("runs", sa.Column("priority", sa.Integer(), server_default="0", nullable=False))
     op.create_index("ix_runs_sweep_id", "runs", ["sweep_id"])

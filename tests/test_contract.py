@@ -1,0 +1,143 @@
+"""The OpenAPI document is the contract: Schemathesis, with every check, against a real API and
+worker (`processes`) on SQLite and PostgreSQL; and a client generated from the document by
+openapi-python-client that calls every operation, PNG, HTML, binary and error answers included.
+
+Both are bounded (a fixed seed, a fixed number of examples per operation) to stay within about a
+minute each; `-m "not slow"` leaves them out."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from server.processes import Processes
+
+pytestmark = [pytest.mark.slow, pytest.mark.backends("sqlite", "postgresql")]
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = 20261125
+EXAMPLES = 25
+# What Schemathesis submits is trained by the real worker: limits keep each run small, and
+# still admit the document's example spec (a small synthetic run, 2.1 M parameters).
+SMALL = {
+    "max_parameters": "3000000",
+    "max_memory_bytes": str(256 * 2**20),
+    "max_run_disk_bytes": str(256 * 2**20),
+}
+TINY = {"dataset": "synthetic", "hidden_sizes": [16], "train_size": 256, "test_size": 128}
+
+
+def schemathesis(
+    processes: Processes, out: Path, *extra: str, examples: int = EXAMPLES
+) -> subprocess.CompletedProcess:
+    """``st run`` on the document, read once (with the token, if any) into ``out``."""
+    (out / "openapi.json").write_bytes(processes.api("GET", "/openapi.json").content)
+    command = [
+        str(Path(sys.executable).with_name("st")),
+        "run",
+        "openapi.json",
+        "--url",
+        processes.url,
+        "--checks",
+        "all",
+        "--seed",
+        str(SEED),
+        "--max-examples",
+        str(examples),
+        "--no-shrink",
+        "--warnings",
+        "off",
+        "--request-timeout",
+        "30",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(out),
+        *extra,
+    ]
+    env = processes.env | {
+        "SCHEMATHESIS_HOOKS": "contract_hooks",
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
+    }
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=300, check=False, cwd=out, env=env
+    )
+
+
+@pytest.fixture
+def served(processes: Processes, tiny_spec, tmp_path: Path) -> Processes:
+    """A real API and worker, with one finished run (results, snapshots) for the links."""
+    processes.env |= {f"DECAYLAB_{k.upper()}": v for k, v in SMALL.items()}
+    processes.start_server()
+    processes.start_worker()
+    run = processes.api("POST", "/runs", json=TINY | {"epochs": 2, "keep_snapshots": True})
+    assert run.status_code == 201, run.text
+    assert processes.wait_finished(run.json()["id"], timeout=120)["status"] == "succeeded"
+    return processes
+
+
+def test_schemathesis_finds_nothing(served: Processes, tmp_path: Path):
+    result = schemathesis(served, tmp_path)
+    assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-3000:]
+    assert (
+        "Operations:       13 selected / 13 total" in result.stdout or "selected" in result.stdout
+    )
+
+
+def test_schemathesis_without_the_token_finds_every_401_documented(processes, tmp_path):
+    """With DECAYLAB_API_TOKEN set and no token sent, every answer but /health's is a 401."""
+    processes.env["DECAYLAB_API_TOKEN"] = "s3cret"
+    processes.start_server()
+    result = schemathesis(processes, tmp_path, "--phases", "examples,coverage", examples=5)
+    assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-3000:]
+
+
+# openapi-python-client decodes only the media types it knows; the document declares the PNGs
+# as binary, and this tells the generator that image/png is bytes like application/octet-stream.
+GENERATOR_CONFIG = {"content_type_overrides": {"image/png": "application/octet-stream"}}
+
+
+def test_a_generated_client_calls_every_operation(served: Processes, tmp_path: Path):
+    bin_dir = Path(sys.executable).parent
+    document = served.api("GET", "/openapi.json")
+    (tmp_path / "openapi.json").write_bytes(document.content)
+    (tmp_path / "config.json").write_text(json.dumps(GENERATOR_CONFIG))
+    generated = subprocess.run(
+        [
+            str(bin_dir / "openapi-python-client"),
+            "generate",
+            "--path",
+            "openapi.json",
+            "--config",
+            "config.json",
+            "--output-path",
+            "decaylab_api",
+            "--meta",
+            "none",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=os.environ | {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    # Every response of the document made it into the client.
+    assert "Warning" not in generated.stdout, generated.stdout
+    finished = served.api("GET", "/runs?status=succeeded").json()["runs"][0]["id"]
+    token = served.env.get("DECAYLAB_API_TOKEN", "")
+    called = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "contract" / "call_every_operation.py"),
+         str(tmp_path), served.url, str(finished), token],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert called.returncode == 0, called.stdout + called.stderr
+    seen = json.loads(called.stdout.splitlines()[-1])
+    assert {op for op, statuses in seen.items() if 404 in statuses} >= {"get_run", "get_report"}
