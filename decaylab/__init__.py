@@ -12,6 +12,7 @@ from decaylab.client import (
     InvalidRequest,
     NotFound,
     Run,
+    Sweep,
     Unauthorized,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "InvalidRequest",
     "NotFound",
     "Run",
+    "Sweep",
     "Unauthorized",
 ]

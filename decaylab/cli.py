@@ -21,6 +21,7 @@ from decaylab.client import (
     NotFound,
     Run,
     Scope,
+    Sweep,
 )
 
 # Exit codes (also in `decaylab --help`).
@@ -445,6 +446,239 @@ def export(client: Client, runs: tuple[int, ...], fmt: str, view: str, output: P
 
 def _runs_text(runs: Iterable[int]) -> str:
     return ", ".join(f"run {run}" for run in runs)
+
+
+# --- sweeps -------------------------------------------------------------------------------
+
+SPEC_BY_NAME = {spec_field.name: spec_field for spec_field in SPEC_FIELDS}
+# A list field's values (hidden_sizes, tolerances) are lists: separated by semicolons.
+LIST_SEPARATOR = ";"
+
+
+class GridType(click.ParamType):
+    """``FIELD=V1,V2,…`` (a list field's values separated by semicolons: ``32;64,64``), each
+    value read as the field's ``submit`` flag reads it."""
+
+    name = "FIELD=V1,V2"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        field_name, equals, values = str(value).partition("=")
+        field_name = field_name.strip().replace("-", "_")
+        if not equals or not values.strip():
+            self.fail(f"{value!r} is not FIELD=V1,V2,…", param)
+        spec_field = SPEC_BY_NAME.get(field_name)
+        if spec_field is None or field_name == "name":
+            known = ", ".join(f for f in SPEC_BY_NAME if f != "name")
+            self.fail(f"{field_name!r} is not a run spec field a grid can vary ({known})", param)
+        separator = LIST_SEPARATOR if isinstance(spec_field.type, ListOf) else ","
+        parsed = []
+        for part in values.split(separator):
+            try:
+                parsed.append(spec_field.type.convert(part.strip(), param, ctx))
+            except click.BadParameter as error:
+                self.fail(f"{field_name}: {error.message}", param)
+        return field_name, parsed
+
+
+def sweep_line(sweep: Sweep) -> str:
+    progress = sweep.progress
+    finished = sum(progress["by_status"].get(s, 0) for s in ("succeeded", "failed", "cancelled"))
+    grid = " × ".join(f"{field}={_text(values)}" for field, values in sweep.grid.items())
+    return (
+        f"sweep {sweep.id}  {sweep.status:<9}  {finished}/{progress['runs']} runs  "
+        f"{progress['epochs_done']}/{progress['epochs_total']} epochs  {grid}  {sweep.name or ''}"
+    ).rstrip()
+
+
+@cli.group(epilog=EXIT_CODES_HELP)
+def sweep() -> None:
+    """Sweeps: a grid of runs as one experiment, averaged over seeds with 95% intervals."""
+
+
+@sweep.command("submit", epilog=EXIT_CODES_HELP)
+@click.option(
+    "--grid",
+    "grid_flags",
+    type=GridType(),
+    multiple=True,
+    required=True,
+    help="A spec field and its values, e.g. --grid weight_decay=0,0.001 --grid seed=0,1,2 "
+    "(a list field's values separated by ';': --grid hidden_sizes='32;64,64').",
+)
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher trains first.")
+@spec_options
+@click.option("--wait", is_flag=True, help="Follow the sweep's runs until they end.")
+@json_option
+@pass_client
+def sweep_submit(
+    client: Client,
+    grid_flags: tuple[tuple[str, list[Any]], ...],
+    priority: int,
+    wait: bool,
+    as_json: bool,
+    **flags: Any,
+) -> None:
+    """Submit a sweep: the spec flags make the base (each given once; --name names the sweep),
+    the --grid flags its grid; the last --grid varies fastest.
+
+    \b
+    decaylab sweep submit --grid weight_decay=0,0.001 --grid seed=0,1,2 \\
+        --dataset synthetic --epochs 5 --wait
+    """
+    grid: dict[str, list[Any]] = {}
+    for field_name, values in grid_flags:
+        if field_name in grid:
+            raise click.BadParameter(f"{field_name} is given twice", param_hint="--grid")
+        grid[field_name] = values
+    base: dict[str, Any] = {}
+    for name, values in flags.items():
+        if values in ((), None):
+            continue
+        if isinstance(values, tuple):
+            if len(values) > 1:
+                flag = SPEC_BY_NAME[name].flag
+                raise click.BadParameter(
+                    f"given {len(values)} times: vary it with --grid {name}=…", param_hint=flag
+                )
+            values = values[0]
+        base[name] = values
+    name = base.pop("name", None)
+    submitted = client.submit_sweep(base, grid, name=name, priority=priority)
+    if wait:
+        finish(client.wait(submitted, progress=True), as_json)
+    elif as_json:
+        echo_json(submitted.json)
+    else:
+        click.echo(f"submitted {sweep_line(submitted)}")
+        for run in submitted.runs:
+            click.echo(f"  {run_line(run)}")
+
+
+@sweep.command("ls", epilog=EXIT_CODES_HELP)
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@json_option
+@pass_client
+def sweep_ls(client: Client, limit: int, as_json: bool) -> None:
+    """List sweeps, newest first."""
+    found = client.sweeps(limit=limit)
+    if as_json:
+        echo_json([s.json for s in found])
+        return
+    for s in found:
+        click.echo(sweep_line(s))
+    if not found:
+        click.echo("no sweeps")
+
+
+@sweep.command("show", epilog=EXIT_CODES_HELP)
+@click.argument("sweep_id", metavar="SWEEP", type=click.IntRange(min=1))
+@json_option
+@pass_client
+def sweep_show(client: Client, sweep_id: int, as_json: bool) -> None:
+    """One sweep: status, progress, base spec, grid and its runs."""
+    found = client.sweep(sweep_id)
+    if as_json:
+        echo_json(found.json)
+        return
+    click.echo(sweep_line(found))
+    click.echo(f"priority  {found.priority}")
+    click.echo("base:")
+    for key, value in found.base.items():
+        click.echo(f"  {key}  {json.dumps(value)}")
+    click.echo("grid:")
+    for key, values in found.grid.items():
+        click.echo(f"  {key}  {json.dumps(values)}")
+    click.echo("runs:")
+    for run in found.runs:
+        click.echo(f"  {run_line(run)}")
+
+
+@sweep.command("cancel", epilog=EXIT_CODES_HELP)
+@click.argument("sweep_id", metavar="SWEEP", type=click.IntRange(min=1))
+@json_option
+@pass_client
+def sweep_cancel(client: Client, sweep_id: int, as_json: bool) -> None:
+    """Cancel a sweep's unfinished runs: queued ones at once, running ones at their next batch."""
+    cancelled = client.cancel_sweep(sweep_id)
+    if as_json:
+        echo_json(cancelled.json)
+    else:
+        click.echo(sweep_line(cancelled))
+
+
+@sweep.command("rm", epilog=EXIT_CODES_HELP)
+@click.argument("sweep_id", metavar="SWEEP", type=click.IntRange(min=1))
+@json_option
+@pass_client
+def sweep_rm(client: Client, sweep_id: int, as_json: bool) -> None:
+    """Delete a sweep (not while a run of it runs: cancel first) with its runs and files."""
+    client.delete_sweep(sweep_id)
+    if as_json:
+        echo_json({"deleted": sweep_id})
+    else:
+        click.echo(f"deleted sweep {sweep_id}")
+
+
+SWEEP_VIEWS = ("constancy", "metrics", "summary")
+
+
+@sweep.command("export", epilog=EXIT_CODES_HELP)
+@click.argument("sweep_id", metavar="SWEEP", type=click.IntRange(min=1))
+@click.option("--view", type=click.Choice(SWEEP_VIEWS), default="constancy", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv")
+@click.option("--tol", type=float, help="One tolerance (default: every one the runs share).")
+@click.option(
+    "--scope",
+    help="constancy: all (default), last2 or a layer index; summary: means (default), layers, "
+    "all, last2 or a layer index.",
+)
+@click.option("--by", help="Comma-separated spec fields that make the groups (default: the "
+              "grid's fields but seed; '' for one group).")  # fmt: skip
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    required=True,
+    help="File to write.",
+)
+@pass_client
+def sweep_export(
+    client: Client,
+    sweep_id: int,
+    view: str,
+    fmt: str,
+    tol: float | None,
+    scope: str | None,
+    by: str | None,
+    output: Path,
+) -> None:
+    """Write a sweep view as one tidy table (a row per group and epoch, a column per field)."""
+    if view == "metrics":
+        table = client.sweep_metrics(sweep_id, by=by)
+    elif view == "summary":
+        table = client.sweep_summary(sweep_id, tol=tol, scope=_scope(scope or "means"), by=by)
+    else:
+        table = client.sweep_constancy(sweep_id, tol=tol, scope=_scope(scope or "all"), by=by)
+    _write(table, fmt, output)
+    click.echo(f"wrote {len(table)} rows of {view} of sweep {sweep_id} to {output}")
+
+
+def _scope(text: str) -> Any:
+    return int(text) if text.isdigit() else text
+
+
+def _write(table: pd.DataFrame, fmt: str, output: Path) -> None:
+    if fmt == "parquet":
+        try:
+            table.to_parquet(output, index=False)
+        except ImportError as error:
+            raise click.UsageError(
+                f"--format parquet needs pyarrow: pip install 'decaylab[parquet]' ({error})"
+            ) from error
+    else:
+        table.to_csv(output, index=False)
 
 
 def main() -> None:

@@ -153,6 +153,47 @@ RunLike = int | Run
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """A sweep as ``GET /sweeps/{id}`` returns it: a grid of runs (``runs``, in grid order;
+    empty in a listing, which leaves them out); ``json`` holds that answer unchanged."""
+
+    id: int
+    name: str | None
+    status: str
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    priority: int
+    created_at: datetime
+    # runs, by_status (a count per status), epochs_done, epochs_total
+    progress: dict[str, Any]
+    runs: list[Run]
+    json: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Sweep":
+        return cls(
+            id=data["id"],
+            name=data["name"],
+            status=data["status"],
+            base=data["base"],
+            grid=data["grid"],
+            priority=data["priority"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            progress=data["progress"],
+            runs=[Run.from_json(run) for run in data.get("runs", [])],
+            json=data,
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+# Wherever a sweep is asked for, its id or the Sweep will do.
+SweepLike = int | Sweep
+
+
+@dataclass(frozen=True)
 class Event:
     """One event of ``GET /runs/{id}/events``: ``kind`` is status, epoch or end."""
 
@@ -176,6 +217,17 @@ class Figure:
 
 def _run_id(run: RunLike) -> int:
     return run.id if isinstance(run, Run) else int(run)
+
+
+def _sweep_id(sweep: SweepLike) -> int:
+    return sweep.id if isinstance(sweep, Sweep) else int(sweep)
+
+
+def _by(by: str | Iterable[str] | None) -> dict[str, Any]:
+    """``by=``: spec fields comma-separated; an empty list makes one group of every run."""
+    if by is None:
+        return {}
+    return {"by": by if isinstance(by, str) else ",".join(by)}
 
 
 class Client:
@@ -249,6 +301,44 @@ class Client:
         """Delete a run that is not running, with its results and files."""
         self._request("DELETE", f"/runs/{_run_id(run)}")
 
+    # Sweeps
+
+    def submit_sweep(
+        self,
+        base: Mapping[str, Any],
+        grid: Mapping[str, Iterable[Any]],
+        name: str | None = None,
+        priority: int = 0,
+    ) -> Sweep:
+        """Submit ``base`` (run-spec fields) over the cartesian product of ``grid`` (a spec field
+        → its values, the last varying fastest) as one sweep; all or nothing (a refused member
+        raises :class:`InvalidRequest` naming it, e.g. ``body.grid.weight_decay.2``)."""
+        body = {
+            "name": name,
+            "base": dict(base),
+            "grid": {field: list(values) for field, values in grid.items()},
+            "priority": priority,
+        }
+        return Sweep.from_json(self._request("POST", "/sweeps", json=body).json())
+
+    def sweeps(self, limit: int = 100, offset: int = 0) -> list[Sweep]:
+        """Sweeps, newest first, without their runs (``sweep(id)`` has them)."""
+        page = self._request("GET", "/sweeps", params={"limit": limit, "offset": offset}).json()
+        return [Sweep.from_json(sweep) for sweep in page["sweeps"]]
+
+    def sweep(self, sweep: SweepLike) -> Sweep:
+        return Sweep.from_json(self._request("GET", f"/sweeps/{_sweep_id(sweep)}").json())
+
+    def cancel_sweep(self, sweep: SweepLike) -> Sweep:
+        """Cancel the sweep's unfinished runs: queued ones at once, running ones at their next
+        batch (:class:`Conflict` when every run has finished)."""
+        path = f"/sweeps/{_sweep_id(sweep)}/cancel"
+        return Sweep.from_json(self._request("POST", path).json())
+
+    def delete_sweep(self, sweep: SweepLike) -> None:
+        """Delete a sweep and its runs with their results and files (not while one runs)."""
+        self._request("DELETE", f"/sweeps/{_sweep_id(sweep)}")
+
     # Live progress
 
     def events(self, run: RunLike) -> Iterator[Event]:
@@ -263,13 +353,23 @@ class Client:
         except httpx.TransportError as exc:
             raise DecaylabError(f"lost the event stream of run {run_id}: {exc}") from exc
 
-    def wait(self, runs: RunLike | Iterable[RunLike], progress: bool = True) -> list[Run]:
-        """Block until every run has finished; returns them as they ended.
+    def wait(
+        self, runs: RunLike | Sweep | Iterable[RunLike | Sweep], progress: bool = True
+    ) -> list[Run]:
+        """Block until every run has finished; returns them as they ended. A :class:`Sweep`
+        stands for its member runs (waited for in grid order).
 
         ``progress`` shows one bar per run (epochs done of epochs), fed by the event stream. A
         dropped stream is opened again, ``retries`` times in a row at most (it restarts with
         the stored epochs, so nothing is missed)."""
-        ids = [_run_id(r) for r in ([runs] if isinstance(runs, RunLike) else runs)]
+        items = [runs] if isinstance(runs, RunLike | Sweep) else list(runs)
+        ids = []
+        for item in items:
+            if isinstance(item, Sweep):
+                members = item.runs or self.sweep(item).runs
+                ids += [run.id for run in members]
+            else:
+                ids.append(_run_id(item))
 
         def follow(position: int, run_id: int) -> Run:
             bar = tqdm(
@@ -356,6 +456,42 @@ class Client:
         basis, tolerance, epoch, layer, parameters, constant, percent."""
         return self._table("/compare/spectrum", {"runs": _ids(runs)})
 
+    def sweep_constancy(
+        self,
+        sweep: SweepLike,
+        tol: float | None = None,
+        scope: Scope = "all",
+        by: str | Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """Per group of the sweep's runs and epoch: the mean % of weights constant and its 95%
+        interval. Columns sweep_id, tolerance, layer (the scope), a column per ``by`` field
+        (default: the grid's fields but seed), n, epoch, mean, ci_low, ci_high (empty for n=1)."""
+        params = {"scope": scope} | _tol(tol) | _by(by)
+        return self._table(f"/sweeps/{_sweep_id(sweep)}/constancy", params)
+
+    def sweep_metrics(
+        self, sweep: SweepLike, by: str | Iterable[str] | None = None
+    ) -> pd.DataFrame:
+        """Per group and epoch, mean train/test loss and accuracy with their intervals: columns
+        sweep_id, metric, a column per ``by`` field, n, epoch, mean, ci_low, ci_high."""
+        return self._table(f"/sweeps/{_sweep_id(sweep)}/metrics", _by(by))
+
+    def sweep_summary(
+        self,
+        sweep: SweepLike,
+        tol: float | None = None,
+        scope: Scope | Literal["layers", "means"] = "means",
+        epoch: int | None = None,
+        by: str | Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """Dose-response: every group at one epoch (default: the last every group has), per
+        tolerance and line of ``scope``: columns sweep_id, epoch, tolerance, layer, a column per
+        ``by`` field, n, mean, sd, ci_low, ci_high."""
+        params = {"scope": scope} | _tol(tol) | _by(by)
+        if epoch is not None:
+            params["epoch"] = epoch
+        return self._table(f"/sweeps/{_sweep_id(sweep)}/summary", params)
+
     # Figures (PNG)
 
     def _figure(self, path: str, params: Mapping[str, Any]) -> Figure:
@@ -403,6 +539,17 @@ class Client:
         if isinstance(runs, RunLike):
             return self._figure(f"/runs/{_run_id(runs)}/spectrum", size)
         return self._figure("/compare/spectrum", {"runs": _ids(runs)} | size)
+
+    def sweep_png(
+        self,
+        sweep: SweepLike,
+        view: Literal["constancy", "summary", "metrics", "difference"] = "constancy",
+        by: str | Iterable[str] | None = None,
+        **params: Any,
+    ) -> Figure:
+        """A sweep view's figure; ``params`` are the view's query (tol, scope, epoch, metric,
+        a and b, method; width, height, dpi), e.g. ``sweep_png(1, "summary", scope="layers")``."""
+        return self._figure(f"/sweeps/{_sweep_id(sweep)}/{view}", params | _by(by))
 
 
 def _tol(tol: float | None) -> dict[str, Any]:

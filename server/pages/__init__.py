@@ -5,6 +5,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from server.pages import sweep_pages  # noqa: F401 (adds the sweep pages to the router)
 from server.pages.routes import LOGIN_PATH, STATIC_PATH, router
 
 __all__ = ["LOGIN_PATH", "STATIC_PATH", "install"]
