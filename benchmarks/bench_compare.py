@@ -25,10 +25,10 @@ import numpy as np
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
-from server.app import create_app
-from server.db import Database
-from server.models import EpochCounts, EpochMetrics, LayerEpochStats, Run, RunLayer
-from server.settings import Settings
+from server.api.app import create_app
+from server.core.settings import Settings
+from server.store.db import Database
+from server.store.models import EpochCounts, EpochMetrics, LayerEpochStats, Run, RunLayer
 
 EPOCHS = 50
 LAYERS = [("layers.0.weight", 3072 * 512), ("layers.1.weight", 512 * 512)]

@@ -30,8 +30,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from server.runfiles import RunFiles
-from server.schemas import RunSpec
+from server.core.runfiles import RunFiles
+from server.core.schemas import RunSpec
 from worker.engine.constancy import ConstancyMeter
 from worker.engine.dataset import Dataset
 from worker.engine.model import build_model

@@ -1,6 +1,6 @@
 """Time to render each kind of figure, cold (drawn) and cached, at the seed's shape.
 
-Data: 4 layers × 50 epochs × 4 tolerances (server.figures.samples), two runs for comparisons,
+Data: 4 layers × 50 epochs × 4 tolerances (server.views.figures.samples), two runs for comparisons,
 default FigureOptions (1000 × 750 px at 100 dpi). Cold = a fresh render cache, so the figure
 is drawn in the thread pool; cached = the same request again (for the report page: its six
 figures from the cache, the HTML composed anew). The first figure of a process also pays for
@@ -16,7 +16,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from server.figures.draw import (
+from server.views.figures.draw import (
     FigureOptions,
     draw_compare,
     draw_constancy,
@@ -24,9 +24,9 @@ from server.figures.draw import (
     draw_weight_stats,
     label_of,
 )
-from server.figures.render import Renderer
-from server.figures.report import report_html
-from server.figures.samples import (
+from server.views.figures.render import Renderer
+from server.views.figures.report import report_html
+from server.views.figures.samples import (
     sample_compare,
     sample_constancy,
     sample_metrics,

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from server.experiment import SEED_TOLERANCES, SPECTRUM_TOLERANCES
-from server.runfiles import RunFiles
-from server.schemas import RunSpec
+from server.core.experiment import SEED_TOLERANCES, SPECTRUM_TOLERANCES
+from server.core.runfiles import RunFiles
+from server.core.schemas import RunSpec
 from worker.engine.constancy import ConstancyMeter
 from worker.engine.model import build_model
 from worker.engine.train import Training

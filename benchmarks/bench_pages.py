@@ -20,10 +20,10 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
-from server.app import create_app
-from server.models import EpochCounts, EpochMetrics, LayerEpochStats, Run, RunLayer, utcnow
-from server.schemas import RunSpec, RunStatus
-from server.settings import Settings
+from server.api.app import create_app
+from server.core.schemas import RunSpec, RunStatus
+from server.core.settings import Settings
+from server.store.models import EpochCounts, EpochMetrics, LayerEpochStats, Run, RunLayer, utcnow
 
 LAYERS = [("layers.0.weight", 3072 * 512), ("layers.1.weight", 512 * 512)]
 LAYERS += [("layers.2.weight", 512 * 512), ("layers.3.weight", 512 * 10)]

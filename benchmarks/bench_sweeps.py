@@ -21,10 +21,10 @@ from bench_compare import TOLERANCES, store_runs, timed
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from server.app import create_app
-from server.db import Database
-from server.models import Run, Sweep
-from server.settings import Settings
+from server.api.app import create_app
+from server.core.settings import Settings
+from server.store.db import Database
+from server.store.models import Run, Sweep
 
 MEMBERS = 256
 WEIGHT_DECAYS = [0.0, 1e-4, 1e-3, 1e-2]

@@ -90,7 +90,7 @@ class ScopeType(click.ParamType):
 
 @dataclass(frozen=True)
 class SpecField:
-    """A field of the run spec (server/schemas.py RunSpec) and its ``submit`` flag."""
+    """A field of the run spec (server/core/schemas.py RunSpec) and its ``submit`` flag."""
 
     name: str
     type: click.ParamType

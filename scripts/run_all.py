@@ -1,7 +1,7 @@
 """`make run`: the API and one worker in the foreground until Ctrl-C or SIGTERM stops both.
 
 The worker is started once the API answers, so the API has set the database up first. Settings
-are the usual DECAYLAB_* variables (server/settings.py). Stopping: Ctrl-C, SIGTERM or SIGHUP
+are the usual DECAYLAB_* variables (server/core/settings.py). Stopping: Ctrl-C, SIGTERM or SIGHUP
 (a terminal closing, `docker stop`, a service manager, or a signal to the whole process group)
 sends each child one SIGTERM and waits up to --grace seconds (the worker hands its run back at
 its next batch); only a second Ctrl-C kills at once.
@@ -12,8 +12,8 @@ import signal
 import sys
 import time
 
+from server.core.settings import Settings
 from server.processes import CLEAN_EXITS, POLL_SECONDS, Processes, port_in_use
-from server.settings import Settings
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # What the user reads for each module started.

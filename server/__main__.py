@@ -2,8 +2,8 @@
 
 import uvicorn
 
-from server.app import create_app
-from server.settings import get_settings
+from server.api.app import create_app
+from server.core.settings import get_settings
 
 SHUTDOWN_GRACE_SECONDS = 10
 

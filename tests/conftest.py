@@ -31,17 +31,19 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from server import analysis, crud, jobs, mechanism
-from server.app import create_app
-from server.db import Database
-from server.errors import NotComputed
-from server.experiment import SPECTRUM_TOLERANCES
-from server.figures.draw import FigureOptions
-from server.figures.render import Renderer
-from server.models import Run
+from server.api.app import create_app
+from server.core import records
+from server.core.errors import NotComputed
+from server.core.experiment import SPECTRUM_TOLERANCES
+from server.core.schemas import RunSpec, RunStatus
+from server.core.settings import Settings
 from server.processes import Processes
-from server.schemas import RunSpec, RunStatus
-from server.settings import Settings
+from server.store import crud, jobs
+from server.store.db import Database
+from server.store.models import Run
+from server.views import analysis, mechanism
+from server.views.figures.draw import FigureOptions
+from server.views.figures.render import Renderer
 
 # matplotlib (figures) must not write into the home directory.
 os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="decaylab-mpl-"))
@@ -171,16 +173,16 @@ def tiny_spec() -> SpecFactory:
 class Played:
     run_id: int
     lease: jobs.Lease
-    tensors: list[jobs.TensorInfo]
+    tensors: list[records.TensorInfo]
     initial_variances: list[float]
-    epochs: list[jobs.EpochRecord]
+    epochs: list[records.EpochRecord]
 
 
 def random_epoch(
-    rng: random.Random, epoch: int, tensors: list[jobs.TensorInfo], n_tol: int
-) -> jobs.EpochRecord:
+    rng: random.Random, epoch: int, tensors: list[records.TensorInfo], n_tol: int
+) -> records.EpochRecord:
     """An epoch record with made-up numbers for store and API tests."""
-    return jobs.EpochRecord(
+    return records.EpochRecord(
         epoch=epoch,
         train_loss=rng.uniform(0.1, 3),
         train_accuracy=rng.random(),
@@ -194,8 +196,11 @@ def random_epoch(
 
 
 def random_mechanism(
-    rng: random.Random, record: jobs.EpochRecord, tensors: list[jobs.TensorInfo], hidden: list[int]
-) -> jobs.EpochRecord:
+    rng: random.Random,
+    record: records.EpochRecord,
+    tensors: list[records.TensorInfo],
+    hidden: list[int],
+) -> records.EpochRecord:
     """``record`` with made-up dead units, explained counts and spectrum counts (at the ladder,
     growing with the tolerance; its tolerance 0 is each weight matrix's unchanged count)."""
     spectrum = [sorted(rng.randint(0, t.parameters) for _ in SPECTRUM_TOLERANCES) for t in tensors]
@@ -230,7 +235,7 @@ def play(db: Database) -> Callable[..., Played]:
         names = [f"layers.{i}.weight" for i in range(layers)]
         names += [f"layers.{i}.bias" for i in range(len(parameters) - layers)]
         tensors = [
-            jobs.TensorInfo(i, name, n)
+            records.TensorInfo(i, name, n)
             for i, (name, n) in enumerate(zip(names, parameters, strict=True))
         ]
         with db.write() as session:

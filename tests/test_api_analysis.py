@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import random_epoch
 
-from server import jobs
+from server.store import jobs
 
 # Every request edge case on both backends: PostgreSQL's types are narrower than SQLite's.
 pytestmark = pytest.mark.backends("sqlite", "postgresql")

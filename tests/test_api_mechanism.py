@@ -7,10 +7,10 @@ from conftest import assert_drawn
 from sqlalchemy import update
 from test_constancy import numpy_counts
 
-from server import posthoc
-from server.experiment import SPECTRUM_TOLERANCES
-from server.figures.draw import FigureOptions
-from server.models import Run
+from server.core.experiment import SPECTRUM_TOLERANCES
+from server.store.models import Run
+from server.views import posthoc
+from server.views.figures.draw import FigureOptions
 from worker.loop import Worker
 
 SPEC = dict(

@@ -12,8 +12,8 @@ import pytest
 from conftest import assert_drawn, has_colour, random_epoch
 from PIL import Image
 
-from server import jobs
-from server.figures.draw import FigureOptions, layer_colours, series_colours
+from server.store import jobs
+from server.views.figures.draw import FigureOptions, layer_colours, series_colours
 
 SMALL = FigureOptions(width=480, height=360, dpi=60)
 SIZE = {"width": SMALL.width, "height": SMALL.height, "dpi": SMALL.dpi}

@@ -2,8 +2,8 @@
 
 import pytest
 
-from server import crud
-from server.schemas import RunSpec
+from server.core.schemas import RunSpec
+from server.store import crud
 
 # Every request edge case on both backends: PostgreSQL's types are narrower than SQLite's.
 pytestmark = pytest.mark.backends("sqlite", "postgresql")

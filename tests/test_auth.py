@@ -6,10 +6,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from server import middleware
-from server.app import create_app
+from server.api import middleware
+from server.api.app import create_app
+from server.core.settings import Settings
 from server.processes import Processes
-from server.settings import Settings
 
 TOKEN = "s3cret-Token_42"
 DOCS = [("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/redoc"), ("GET", "/nowhere")]

@@ -14,7 +14,7 @@ import pytest
 
 import decaylab
 from decaylab.cli import SPEC_FIELDS
-from server.schemas import RunSpec
+from server.core.schemas import RunSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from conftest import random_epoch
 
-from server import jobs
-from server.experiment import SPECTRUM_TOLERANCES
+from server.core.experiment import SPECTRUM_TOLERANCES
+from server.store import jobs
 
 CSV = "text/csv; charset=utf-8"
 TOLERANCES = [0.0, 0.001, 0.01, 0.1]  # the spec's default

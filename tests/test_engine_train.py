@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from server.jobs import EpochRecord
-from server.runfiles import RunFiles
-from server.schemas import RunSpec
+from server.core.records import EpochRecord
+from server.core.runfiles import RunFiles
+from server.core.schemas import RunSpec
 from worker.engine.devices import resolve_device
 from worker.engine.train import (
     Start,

@@ -15,10 +15,10 @@ import pytest
 from conftest import random_epoch
 from httpx_sse import connect_sse
 
-from server import jobs
-from server.events import Broadcaster
+from server.api.events import Broadcaster
+from server.core.schemas import RunStatus
 from server.processes import Processes
-from server.schemas import RunStatus
+from server.store import jobs
 
 
 def parse(text: str) -> list[tuple[str, dict]]:

@@ -21,11 +21,11 @@ import torch
 from conftest import stored_results
 from sqlalchemy import func, select
 
-from server.db import Database
-from server.models import EpochCounts, EpochMetrics, LayerEpochStats, Run, RunLayer
+from server.core.runfiles import RunFiles
+from server.core.settings import Settings
 from server.processes import Processes, wait_for
-from server.runfiles import RunFiles
-from server.settings import Settings
+from server.store.db import Database
+from server.store.models import EpochCounts, EpochMetrics, LayerEpochStats, Run, RunLayer
 from worker.loop import Worker
 
 # `python -m faulty_worker` is `python -m worker --once` with one fault, chosen by
@@ -33,7 +33,7 @@ from worker.loop import Worker
 FAULTY_WORKER = """
 import io, os, resource, signal, sys, tempfile, threading
 
-from server import jobs
+from server.store import jobs
 from worker import __main__ as entry
 from worker.engine import checkpoint, train
 

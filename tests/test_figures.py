@@ -8,7 +8,7 @@ from fastapi import FastAPI, Query
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from server.figures.draw import (
+from server.views.figures.draw import (
     FigureOptions,
     draw_compare,
     draw_constancy,
@@ -20,7 +20,7 @@ from server.figures.draw import (
     run_label,
     series_colours,
 )
-from server.figures.samples import (
+from server.views.figures.samples import (
     sample_compare,
     sample_constancy,
     sample_metrics,

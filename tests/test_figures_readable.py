@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from server.figures import draw, samples
-from server.figures.draw import FigureOptions
+from server.views.figures import draw, samples
+from server.views.figures.draw import FigureOptions
 
 SIZES = [
     FigureOptions(width=w, height=h, dpi=dpi)

@@ -5,9 +5,9 @@ import threading
 import pytest
 from pydantic import BaseModel
 
-from server.figures.draw import FigureOptions, draw_compare, draw_constancy
-from server.figures.render import Renderer, figure_key
-from server.figures.samples import sample_compare, sample_constancy, sample_run
+from server.views.figures.draw import FigureOptions, draw_compare, draw_constancy
+from server.views.figures.render import Renderer, figure_key
+from server.views.figures.samples import sample_compare, sample_constancy, sample_run
 
 SMALL = FigureOptions(width=400, height=300, dpi=50)
 

@@ -6,10 +6,15 @@ import re
 
 from PIL import Image
 
-from server.figures.draw import FigureOptions, draw_constancy, label_of
-from server.figures.report import report_html
-from server.figures.samples import sample_constancy, sample_metrics, sample_run, sample_weights
-from server.schemas import RunStatus
+from server.core.schemas import RunStatus
+from server.views.figures.draw import FigureOptions, draw_constancy, label_of
+from server.views.figures.report import report_html
+from server.views.figures.samples import (
+    sample_constancy,
+    sample_metrics,
+    sample_run,
+    sample_weights,
+)
 
 SMALL = FigureOptions(width=400, height=300, dpi=50)
 DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')

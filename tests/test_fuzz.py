@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
-from server.db import Database
-from server.models import Run, Sweep
-from server.schemas import RunSpec
+from server.core.schemas import RunSpec
+from server.store.db import Database
+from server.store.models import Run, Sweep
 
 # PostgreSQL too: its types are narrower than SQLite's (a 32-bit INTEGER, text without NUL).
 pytestmark = pytest.mark.backends("sqlite", "postgresql")

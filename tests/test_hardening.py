@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from server import limits
-from server.app import create_app
-from server.db import Database
-from server.runfiles import RunFiles
-from server.schemas import RunSpec
-from server.settings import Settings
+from server.api.app import create_app
+from server.core.runfiles import RunFiles
+from server.core.schemas import RunSpec
+from server.core.settings import Settings
+from server.store import limits
+from server.store.db import Database
 from worker.engine.model import build_model
 from worker.engine.train import Training
 from worker.loop import Worker

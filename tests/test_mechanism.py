@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from test_constancy import float32s, numpy_counts
 
-from server.experiment import SPECTRUM_TOLERANCES
-from server.models import pack_units, unpack_units
-from server.posthoc import constant_count
-from server.runfiles import RunFiles
-from server.schemas import RunSpec
+from server.core.experiment import SPECTRUM_TOLERANCES
+from server.core.runfiles import RunFiles
+from server.core.schemas import RunSpec
+from server.store.models import pack_units, unpack_units
+from server.views.posthoc import constant_count
 from worker.engine.constancy import ConstancyMeter
 from worker.engine.data import load_dataset
 from worker.engine.devices import resolve_device

@@ -4,8 +4,8 @@ algorithms, and each run records what was in force (RunOut.numerics)."""
 import pytest
 import torch
 
-from server.runfiles import RunFiles
-from server.schemas import RunSpec
+from server.core.runfiles import RunFiles
+from server.core.schemas import RunSpec
 from worker.engine.train import Training
 from worker.loop import Worker
 

@@ -7,10 +7,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from server import crud, jobs
-from server.app import create_app
-from server.schemas import RunSpec, RunStatus
-from server.settings import Settings
+from server.api.app import create_app
+from server.core.schemas import RunSpec, RunStatus
+from server.core.settings import Settings
+from server.store import crud, jobs
 
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 TOKEN = "pages-token"

@@ -7,7 +7,7 @@ import re
 from sqlalchemy import func, select
 from test_sweeps import BASE, train_all
 
-from server.models import Run, Sweep
+from server.store.models import Run, Sweep
 
 HTML = {"Accept": "text/html"}
 

@@ -8,9 +8,9 @@ from conftest import submit, submit_many
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 
-import server.db
-from server import crud, jobs
-from server.schemas import RunSpec, RunStatus
+import server.store.db
+from server.core.schemas import RunSpec, RunStatus
+from server.store import crud, jobs
 
 pytestmark = pytest.mark.backends("postgresql")
 
@@ -47,7 +47,7 @@ def test_a_claim_in_progress_neither_blocks_nor_shares_its_run(db):
 
 
 def test_a_stalled_write_transaction_is_ended_so_its_run_can_be_claimed(db, monkeypatch):
-    monkeypatch.setattr(server.db, "STALLED_WRITE_SECONDS", 0.5)
+    monkeypatch.setattr(server.store.db, "STALLED_WRITE_SECONDS", 0.5)
     run_id = submit(db, SPEC)
     frozen = db.writer()
     # A worker that claimed and then froze before committing: the run's row stays locked.

@@ -8,8 +8,8 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from server.app import create_app
-from server.schemas import EXAMPLE_SPEC, RunSpec
+from server.api.app import create_app
+from server.core.schemas import EXAMPLE_SPEC, RunSpec
 from worker.loop import Worker
 
 OPERATION_IDS = {
@@ -113,7 +113,7 @@ def test_the_report_shows_json_booleans(client, play, tiny_spec):
 
 def test_an_expected_failure_is_one_warning_line_naming_the_setting(db, settings, caplog):
     with db.write() as session:
-        from server import crud
+        from server.store import crud
 
         run_id = crud.create_run(session, RunSpec(epochs=1, train_size=10, test_size=10)).id
     with caplog.at_level(logging.INFO, logger="decaylab.worker"):

@@ -5,8 +5,8 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
-from server.db import Database, alembic_config
-from server.models import Run
+from server.store.db import Database, alembic_config
+from server.store.models import Run
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 

@@ -16,10 +16,10 @@ import pytest
 from conftest import run_of, stored_results, submit
 from sqlalchemy import select
 
-from server.db import Database
-from server.models import EpochMetrics, Run
+from server.core.settings import Settings
 from server.processes import Processes, wait_for
-from server.settings import Settings
+from server.store.db import Database
+from server.store.models import EpochMetrics, Run
 from worker.loop import Worker
 
 

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from server.schemas import RunSpec
+from server.core.schemas import RunSpec
 
 
 def test_defaults_are_the_seeds():

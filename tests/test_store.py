@@ -15,10 +15,11 @@ from conftest import random_epoch, run_of, submit, submit_many
 from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from server import crud, errors, jobs, lifecycle
-from server.db import Database, alembic_config
-from server.models import Base, EpochCounts, EpochMetrics, LayerEpochStats, Run, RunLayer
-from server.schemas import RunSpec, RunStatus
+from server.core import errors
+from server.core.schemas import RunSpec, RunStatus
+from server.store import crud, jobs, lifecycle
+from server.store.db import Database, alembic_config
+from server.store.models import Base, EpochCounts, EpochMetrics, LayerEpochStats, Run, RunLayer
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
@@ -289,7 +290,7 @@ def test_concurrent_claims_take_every_run_exactly_once(db):
 
 UPGRADE = """
 import sys
-from server.db import Database, alembic_config
+from server.store.db import Database, alembic_config
 database = Database(sys.argv[1])
 print("ready", flush=True)
 sys.stdin.readline()

@@ -9,14 +9,19 @@ import threading
 import pytest
 from conftest import random_epoch
 
-from server import analysis, crud, jobs
-from server.db import Database
-from server.schemas import RunSpec, RunStatus
+from server.core import records
+from server.core.schemas import RunSpec, RunStatus
+from server.store import crud, jobs
+from server.store.db import Database
+from server.views import analysis
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 SPEC = RunSpec(dataset="synthetic", hidden_sizes=[8], epochs=2, tolerances=[0, 0.1])
-TENSORS = [jobs.TensorInfo(0, "layers.0.weight", 24), jobs.TensorInfo(1, "layers.1.weight", 80)]
+TENSORS = [
+    records.TensorInfo(0, "layers.0.weight", 24),
+    records.TensorInfo(1, "layers.1.weight", 80),
+]
 
 
 def worker_process(url: str, name: str, submitting_done, claimed) -> None:

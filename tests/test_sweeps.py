@@ -13,10 +13,11 @@ from conftest import random_epoch, run_of
 from scipy import stats as scipy_stats
 from sqlalchemy import func, select
 
-from server import crud, jobs
-from server.models import Run, Sweep
-from server.schemas import RunSpec, RunStatus
-from server.settings import Settings
+from server.core import records
+from server.core.schemas import RunSpec, RunStatus
+from server.core.settings import Settings
+from server.store import crud, jobs
+from server.store.models import Run, Sweep
 
 BASE = {"dataset": "synthetic", "hidden_sizes": [8], "epochs": 4, "tolerances": [0, 0.01, 0.1]}
 LAYERS = (96, 32, 48, 10)
@@ -32,7 +33,7 @@ def post_sweep(client, grid: dict[str, list[Any]], **more: Any) -> dict[str, Any
 def train_all(db, rng: random.Random, epochs: dict[int, int] | None = None) -> None:
     """A pretend worker: claims every queued run and stores random epochs for it (``epochs``
     per run id, default its spec's), leaving it succeeded."""
-    tensors = [jobs.TensorInfo(i, f"layers.{i}.weight", n) for i, n in enumerate(LAYERS)]
+    tensors = [records.TensorInfo(i, f"layers.{i}.weight", n) for i, n in enumerate(LAYERS)]
     while True:
         with db.write() as session:
             claim = jobs.claim_run(session, "test:1", lease_seconds=60)
@@ -123,7 +124,7 @@ def test_an_invalid_member_refuses_the_whole_sweep_and_stores_nothing(
 ):
     from fastapi.testclient import TestClient
 
-    from server.app import create_app
+    from server.api.app import create_app
 
     with TestClient(create_app(small_settings)) as client:
         body = {"base": BASE | base, "grid": grid}

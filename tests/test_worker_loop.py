@@ -11,8 +11,8 @@ from conftest import run_of, stored_results, submit
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
-from server import crud, jobs
-from server.models import Run, utcnow
+from server.store import crud, jobs
+from server.store.models import Run, utcnow
 from worker.loop import Worker
 
 

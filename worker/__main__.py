@@ -12,8 +12,8 @@ import sys
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from server.db import Database
-from server.settings import get_settings
+from server.core.settings import get_settings
+from server.store.db import Database
 from worker.loop import Worker
 
 

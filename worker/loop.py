@@ -14,10 +14,10 @@ from types import TracebackType
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from server import jobs
-from server.db import Database
-from server.schemas import RunStatus
-from server.settings import Settings
+from server.core.schemas import RunStatus
+from server.core.settings import Settings
+from server.store import jobs
+from server.store.db import Database
 from worker.engine.devices import DeviceUnavailable, resolve_device
 from worker.engine.fetch import DataUnavailable
 from worker.engine.train import Training, TrainingStopped, resume_point

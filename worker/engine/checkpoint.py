@@ -1,4 +1,4 @@
-"""Writing and reading a run's files (laid out by server.runfiles.RunFiles), each atomically."""
+"""Writing and reading a run's files (laid out by server.core.runfiles.RunFiles), atomically."""
 
 import os
 import tempfile
@@ -10,7 +10,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from server.runfiles import RunFiles
+from server.core.runfiles import RunFiles
 
 
 class CheckpointWriteError(Exception):

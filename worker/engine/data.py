@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from server.experiment import dataset_sizes
+from server.core.experiment import dataset_sizes
 from worker.engine.cifar import load_cifar10
 from worker.engine.dataset import Dataset
 from worker.engine.synthetic import synthetic

@@ -5,7 +5,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from server.experiment import layer_sizes
+from server.core.experiment import layer_sizes
 
 
 class MLP(nn.Module):

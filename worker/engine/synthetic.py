@@ -9,7 +9,7 @@ smaller dataset is exactly the first samples of a larger one.
 import numpy as np
 import torch
 
-from server.experiment import CLASSES, DATASET_SIZES
+from server.core.experiment import CLASSES, DATASET_SIZES
 from worker.engine.dataset import Dataset, Split
 
 _CHUNK = 1000  # samples drawn per generator, so sample i does not depend on the split's size

@@ -11,10 +11,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from server.experiment import CLASSES, IN_FEATURES, SPECTRUM_TOLERANCES, TEST_PASS_SAMPLES
-from server.jobs import EpochRecord, TensorInfo
-from server.runfiles import RunFiles
-from server.schemas import RunSpec
+from server.core.experiment import CLASSES, IN_FEATURES, SPECTRUM_TOLERANCES, TEST_PASS_SAMPLES
+from server.core.records import EpochRecord, TensorInfo
+from server.core.runfiles import RunFiles
+from server.core.schemas import RunSpec
 from worker.engine.checkpoint import load_checkpoint, save_checkpoint, save_snapshot
 from worker.engine.constancy import ConstancyMeter
 from worker.engine.data import load_dataset

@@ -1,0 +1,1 @@
+"""The HTTP surface: the app, its dependencies and middleware, routers, live events, the UI."""

@@ -1,0 +1,16 @@
+"""The browser UI: server-rendered pages under /ui/, their static files, and ``/``."""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from server.api.pages import sweep_pages  # noqa: F401 (adds the sweep pages to the router)
+from server.api.pages.routes import LOGIN_PATH, STATIC_PATH, router
+
+__all__ = ["LOGIN_PATH", "STATIC_PATH", "install"]
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router)
+    app.mount(STATIC_PATH, StaticFiles(directory=Path(__file__).parent / "static"), name="static")

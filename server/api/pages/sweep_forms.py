@@ -1,0 +1,178 @@
+"""The new-sweep form: a sweep's name and priority, the base spec (the new-run form's fields) and
+a grid editor (a field and its values per row), parsed and validated as ``POST /sweeps`` does.
+
+Errors are keyed by where the form shows them: a base field's name, ``grid-<row>`` for a grid
+row, ``grid`` for the grid as a whole, ``name`` and ``priority``."""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from server.api.pages import forms
+from server.core.schemas import RunSpec, SweepIn
+from server.core.settings import Settings
+from server.views import sweeps
+
+# Rows of the grid editor (no script needed to add one).
+GRID_ROWS = 4
+# What an empty form's grid offers: weight decay against seeds.
+DEFAULT_GRID = (("weight_decay", "0, 0.0001, 0.001"), ("seed", "0, 1, 2"))
+# A list field's values (hidden_sizes) are lists themselves: separated by semicolons.
+LIST_SEPARATOR = ";"
+TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def base_fields() -> tuple[forms.SpecField, ...]:
+    """The spec fields of the base (a member's name comes from the sweep's)."""
+    return tuple(f for f in forms.spec_fields() if f.name not in sweeps.NOT_IN_GRID)
+
+
+def grid_fields() -> tuple[forms.SpecField, ...]:
+    return base_fields()
+
+
+def separator(spec_field: forms.SpecField) -> str:
+    return LIST_SEPARATOR if spec_field.kind == "list" else ","
+
+
+@dataclass
+class SweepForm:
+    """The form's texts: what the inputs show again after a refusal."""
+
+    name: str = ""
+    priority: str = "0"
+    base: dict[str, str] = field(default_factory=dict)
+    grid: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls) -> "SweepForm":
+        return cls(base=forms.form_values({}), grid=list(DEFAULT_GRID)).padded()
+
+    @classmethod
+    def from_sweep(cls, name: str | None, base: Mapping[str, Any], grid: Mapping[str, list[Any]],
+                   priority: int) -> "SweepForm":  # fmt: skip
+        by_name = {f.name: f for f in grid_fields()}
+        rows = [
+            (f, f"{separator(by_name[f])} ".join(by_name[f].text(v) for v in values))
+            for f, values in grid.items()
+            if f in by_name
+        ]
+        return cls(name or "", str(priority), forms.form_values(base), rows).padded()
+
+    def padded(self) -> "SweepForm":
+        rows = self.grid + [("", "")] * max(0, GRID_ROWS - len(self.grid))
+        return SweepForm(self.name, self.priority, self.base, rows)
+
+
+def read(form: Any) -> SweepForm:
+    """The submitted form (Starlette's FormData: grid rows repeat their names)."""
+    texts = {k: v for k, v in form.items() if isinstance(v, str)}
+    fields = [v for v in form.getlist("grid_field") if isinstance(v, str)]
+    values = [v for v in form.getlist("grid_values") if isinstance(v, str)]
+    rows = list(zip(fields, values + [""] * (len(fields) - len(values)), strict=False))
+    base = {f.name: texts.get(f.name, "") for f in base_fields()}
+    return SweepForm(texts.get("name", ""), texts.get("priority", "0"), base, rows).padded()
+
+
+def _grid_value(spec_field: forms.SpecField, raw: str) -> Any:
+    """One value of a grid row, as the JSON value the field takes (ValueError: what is wrong)."""
+    text = raw.strip()
+    if not text:
+        raise ValueError("a value is empty")
+    if spec_field.kind == "checkbox":
+        if text.lower() in TRUE:
+            return True
+        if text.lower() in FALSE:
+            return False
+        raise ValueError(f"{text!r} is not true or false")
+    return forms._convert(spec_field, text)
+
+
+def parse(
+    submitted: SweepForm, settings: Settings
+) -> tuple[SweepIn | None, list[RunSpec], dict[str, str]]:
+    """The sweep and its members' specs, or the error of each place that is wrong; the same
+    validation as ``POST /sweeps`` (every member a valid spec within the limits)."""
+    errors: dict[str, str] = {}
+    by_name = {f.name: f for f in grid_fields()}
+    grid: dict[str, list[Any]] = {}
+    rows: dict[str, int] = {}
+    for i, (name, raw) in enumerate(submitted.grid):
+        if not name and not raw.strip():
+            continue
+        key = f"grid-{i}"
+        if name not in by_name:
+            errors[key] = "choose the field this row varies"
+            continue
+        if name in grid:
+            errors[key] = f"{name} is already varied in row {rows[name] + 1}"
+            continue
+        spec_field = by_name[name]
+        values = []
+        for j, part in enumerate(raw.split(separator(spec_field))):
+            try:
+                values.append(_grid_value(spec_field, part))
+            except ValueError as exc:
+                errors[key] = f"value {j + 1}: {exc}"
+                break
+        grid[name], rows[name] = values, i
+    if not grid and not errors:
+        errors["grid"] = "choose at least one field to vary and its values"
+    base: dict[str, Any] = {}
+    for spec_field in base_fields():
+        if spec_field.name in grid:
+            continue  # the grid's values win
+        try:
+            value = forms._convert(spec_field, submitted.base.get(spec_field.name, ""))
+        except ValueError as exc:
+            errors[spec_field.name] = str(exc)
+            continue
+        if value != spec_field.default:
+            base[spec_field.name] = value
+    try:
+        priority = int(submitted.priority.strip() or "0")
+    except ValueError:
+        errors["priority"] = f"{submitted.priority.strip()!r} is not a whole number"
+        priority = 0
+    if errors:
+        return None, [], errors
+    body = {"name": submitted.name.strip() or None, "base": base, "grid": grid}
+    try:
+        sweep = SweepIn.model_validate(body | {"priority": priority})
+        return sweep, sweeps.expand(sweep, settings), {}
+    except ValidationError as exc:
+        return None, [], _located(exc.errors(include_url=False), rows)
+    except RequestValidationError as exc:
+        return None, [], _located(exc.errors(), rows)
+
+
+def _shown(value: Any) -> str:
+    """A grid value as it was typed (0.001, not 0.001000…; lists comma-separated)."""
+    if isinstance(value, list):
+        return ", ".join(map(_shown, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _located(errors: Sequence[Any], rows: Mapping[str, int]) -> dict[str, str]:
+    """A 422's errors by where the form shows them."""
+    found: dict[str, list[str]] = {}
+    for error in errors:
+        loc = [part for part in error["loc"] if part != "body"]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if loc[:1] == ["grid"] and len(loc) > 1 and loc[1] in rows:
+            where = f"grid-{rows[str(loc[1])]}"
+            if len(loc) > 2 and isinstance(loc[2], int):
+                message = f"value {loc[2] + 1} ({_shown(error.get('input'))}): {message}"
+        elif loc[:1] == ["grid"]:
+            where = "grid"
+        elif loc[:1] == ["base"] and len(loc) > 1:
+            where = str(loc[1])
+            if len(loc) > 2:
+                message = f"item {loc[2]}: {message}"
+        else:
+            where = str(loc[0]) if loc else "grid"
+        found.setdefault(where, []).append(message)
+    return {where: "; ".join(messages) for where, messages in found.items()}

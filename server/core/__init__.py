@@ -1,0 +1,1 @@
+"""Below the API and the engine: the experiment, the run spec, settings, records, run files."""

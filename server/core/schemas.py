@@ -1,0 +1,660 @@
+"""The run spec (what users POST) and the API's response shapes. Tables live in models.py."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from server.core.experiment import DATASET_SIZES
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _integral(value: object) -> object:
+    # JSON Schema's "integer" admits 64.0: the document promises it, so it is 64. Strings and
+    # booleans are still refused by the strict int check that follows.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# torch.manual_seed's range: a larger seed would be stored, then fail in the worker. The upper
+# bound is exclusive (< 2**64): 2**64 - 1 has no exact spelling as a JSON number that a client
+# reads as a double, 2**64 has.
+SEED_MIN, SEED_LIMIT = -(2**63), 2**64
+SEED_MAX = SEED_LIMIT - 1
+CIFAR10_TRAIN, CIFAR10_TEST = DATASET_SIZES["cifar10"]
+# CIFAR-10 (the default dataset) has 50,000/10,000 samples: train_size and test_size are bounded
+# unless the dataset is synthetic. server/store/limits.py refuses the same (422 naming the field).
+CIFAR10_SIZES: dict[str, Any] = {
+    "if": {"properties": {"dataset": {"const": "synthetic"}}, "required": ["dataset"]},
+    "else": {
+        "properties": {
+            "train_size": {
+                "anyOf": [{"type": "integer", "maximum": CIFAR10_TRAIN}, {"type": "null"}]
+            },
+            "test_size": {
+                "anyOf": [{"type": "integer", "maximum": CIFAR10_TEST}, {"type": "null"}]
+            },
+        }
+    },
+}
+# What Swagger offers as the spec to try: a small synthetic run, about a minute on a CPU.
+EXAMPLE_SPEC = {
+    "name": "no decay",
+    "weight_decay": 0,
+    "dataset": "synthetic",
+    "epochs": 5,
+    "train_size": 1000,
+    "test_size": 500,
+}
+
+
+class RunStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class RunSpec(BaseModel):
+    """A training job: the seed's experiment with every knob it varies. Defaults are the seed's."""
+
+    # strict: a JSON true or "64" is no number; 422 rather than a silent conversion.
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        strict=True,
+        json_schema_extra={"examples": [EXAMPLE_SPEC], **CIFAR10_SIZES},
+    )
+
+    name: Annotated[
+        str | None,
+        Field(max_length=200, description="A label for the run: at most 200 characters, no NUL."),
+    ] = None
+    weight_decay: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="The optimizer's weight decay, finite and >= 0: coupled L2 for sgd and "
+            "adam, decoupled for adamw. 0 is the seed's baseline.",
+        ),
+    ] = 0.0
+    epochs: Annotated[
+        int, Field(ge=1, le=1000, description="Epochs to train, 1..1000 (the seed: 50).")
+    ] = 50
+    tolerances: Annotated[
+        list[Annotated[FiniteFloat, Field(ge=0)]],
+        Field(
+            min_length=1,
+            max_length=32,
+            json_schema_extra={"uniqueItems": True},
+            description="Tolerances to count constant weights at: 1..32 distinct finite values "
+            ">= 0, stored ascending. A weight is constant at tol when |w_e - w_(e-1)| <= tol * "
+            "|w_ref| (w_ref: see basis).",
+        ),
+    ] = [0.0, 0.001, 0.01, 0.1]
+    learning_rate: Annotated[
+        float, Field(gt=0, description="The optimizer's learning rate: finite, > 0.")
+    ] = 0.01
+    momentum: Annotated[
+        float,
+        Field(ge=0, lt=1, description="0 <= momentum < 1: SGD's momentum, Adam's beta1."),
+    ] = 0.9
+    batch_size: Annotated[
+        int, Field(ge=1, le=8192, description="Samples per training batch, 1..8192.")
+    ] = 64
+    hidden_sizes: Annotated[
+        list[Annotated[int, Field(ge=1, le=8192)]],
+        Field(
+            min_length=1,
+            max_length=8,
+            description="Units of each hidden layer: 1..8 layers of 1..8192 units (the MLP maps "
+            "3072 inputs through them to 10 classes).",
+        ),
+    ] = [512, 512, 512]
+    optimizer: Annotated[
+        Literal["sgd", "adam", "adamw"], Field(description="sgd (the seed's), adam or adamw.")
+    ] = "sgd"
+    dataset: Annotated[
+        Literal["cifar10", "synthetic"],
+        Field(
+            description="cifar10 (the seed's; read from DECAYLAB_DATA_DIR, or downloaded) or "
+            "synthetic (small, deterministic, CIFAR-shaped, needs no files)."
+        ),
+    ] = "cifar10"
+    train_size: Annotated[
+        Annotated[int, Field(ge=1)] | None,
+        Field(
+            description="Train on the first N samples (null: all; CIFAR-10 has 50,000).",
+        ),
+    ] = None
+    test_size: Annotated[
+        Annotated[int, Field(ge=1)] | None,
+        Field(description="Test on the first N samples (null: all; CIFAR-10 has 10,000)."),
+    ] = None
+    seed: Annotated[
+        int,
+        Field(
+            ge=SEED_MIN,
+            lt=SEED_LIMIT,
+            description="Model initialisation and shuffling: an integer in torch's range, "
+            "-2^63 .. 2^64 - 1.",
+        ),
+    ] = 0
+    basis: Annotated[
+        Literal["previous", "next"],
+        Field(
+            description="w_ref in the constancy rule: previous (w_(e-1), the write-up's "
+            "formula) or next (w_e, what np.isclose computed for the published figures)."
+        ),
+    ] = "previous"
+    include_biases: Annotated[
+        bool, Field(description="Also measure the bias vectors (listed, not averaged).")
+    ] = False
+    keep_snapshots: Annotated[
+        bool,
+        Field(description="Keep every epoch's weights for GET /runs/{id}/snapshots/{epoch}."),
+    ] = False
+
+    @field_validator("epochs", "batch_size", "train_size", "test_size", "seed", mode="before")
+    @classmethod
+    def _integer(cls, value: object) -> object:
+        """An integer as JSON Schema means it: 64 or 64.0, never true or "64"."""
+        return _integral(value)
+
+    @field_validator("hidden_sizes", mode="before")
+    @classmethod
+    def _integers(cls, value: object) -> object:
+        return [_integral(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("name")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        # PostgreSQL text cannot hold NUL; refuse it on every database alike.
+        if value is not None and "\x00" in value:
+            raise ValueError("name must not contain NUL characters")
+        return value
+
+    @field_validator("tolerances")
+    @classmethod
+    def _distinct_ascending(cls, value: list[float]) -> list[float]:
+        if len(set(value)) != len(value):
+            raise ValueError("tolerances must be distinct")
+        return sorted(value)
+
+
+def _d(text: str) -> Any:
+    """A field with only a description (the OpenAPI document shows it in /docs)."""
+    return Field(description=text)
+
+
+PERCENTS = "Per epoch: 100 x weights constant / weights in the layer, from exact counts"
+
+
+class RunOut(BaseModel):
+    """A run: its spec with every default filled in, and how far it got."""
+
+    id: int = _d("The run's id; never handed out again, even after DELETE.")
+    name: str | None = _d("The spec's name.")
+    status: RunStatus = _d(
+        "queued -> running -> succeeded | failed | cancelled; a running run goes back to queued "
+        "when its worker stops (it resumes from its last finished epoch)."
+    )
+    spec: RunSpec = _d("The spec as submitted, every default filled in.")
+    epochs_done: int = _d("Epochs finished and stored so far.")
+    created_at: datetime = _d("When it was submitted (UTC).")
+    started_at: datetime | None = _d("When a worker first started it (UTC).")
+    finished_at: datetime | None = _d("When it succeeded, failed or was cancelled (UTC).")
+    error: str | None = _d("What went wrong, for a failed run.")
+    device: str | None = _d("Where it trained, e.g. cpu or cuda:0 (NVIDIA H100).")
+    worker: str | None = _d("Host and pid of the worker that ran it last.")
+    attempts: int = _d("How many times a worker claimed it (1 when it never lost its worker).")
+    cancel_requested: bool = _d("A cancel is asked for and the worker has not stopped yet.")
+    note: str | None = Field(
+        default=None, description="Something worth knowing, e.g. that it restarted from epoch 0."
+    )
+    numerics: dict[str, Any] | None = Field(
+        default=None,
+        description="What the engine trained with (null until a worker starts the run): torch "
+        "version, device, float32 matmul precision ('highest': fp32 stays fp32), whether "
+        "deterministic algorithms were enforced, and the TF32 flags (false: no TF32).",
+    )
+    priority: int = Field(
+        default=0, description="Claims take higher priorities first, then the oldest run."
+    )
+    sweep_id: int | None = Field(
+        default=None, description="The sweep the run is a member of (GET /sweeps/{id})."
+    )
+
+
+class RunList(BaseModel):
+    total: int = _d("Runs matching the filter, in all.")
+    limit: int = _d("The page size asked for.")
+    offset: int = _d("Runs skipped before this page.")
+    runs: list[RunOut] = _d("This page, newest first.")
+
+
+class MetricsOut(BaseModel):
+    run_id: int = _d("The run.")
+    epochs: list[int] = _d("Finished epochs, 1..epochs_done.")
+    train_loss: list[float] = _d("Mean cross-entropy over the epoch's batches, per epoch.")
+    train_accuracy: list[float] = _d("Share (0..1) of training samples classified right.")
+    test_loss: list[float] = _d("Mean cross-entropy of batch_size batches of the test set.")
+    test_accuracy: list[float] = _d("Share (0..1) of test samples classified right.")
+    epoch_seconds: list[float] = _d("Wall-clock seconds each epoch took.")
+
+
+class LayerConstancy(BaseModel):
+    index: int = _d("Position among the measured tensors, layer 0 (the input layer) first.")
+    name: str = _d("The tensor's state_dict name, e.g. layers.0.weight.")
+    parameters: int = _d("Weights in the tensor.")
+    shape: list[int] = _d("The tensor's shape: [out, in] for a weight matrix, [out] for a bias.")
+    percent: list[float] = _d(PERCENTS + " (epoch e: the change from e-1 to e).")
+
+
+class ConstancyOut(BaseModel):
+    run_id: int = _d("The run.")
+    tolerance: float = _d("The tolerance the percentages are at (one of the spec's).")
+    basis: str = _d("The spec's basis: w_ref is w_(e-1) (previous) or w_e (next).")
+    epochs: list[int] = _d("Epochs measured, 1..epochs_done.")
+    layers: list[LayerConstancy] = _d("Every measured tensor (biases too, with include_biases).")
+    mean: list[float] = _d("Per epoch, the unweighted mean of the weight matrices' percent.")
+    last_two_mean: list[float] = _d("Per epoch, the mean of the last two weight matrices.")
+
+
+class ConstancyAllOut(BaseModel):
+    run_id: int = _d("The run.")
+    basis: str = _d("The spec's basis: w_ref is w_(e-1) (previous) or w_e (next).")
+    tolerances: list[float] = _d("The spec's tolerances, ascending.")
+    results: list[ConstancyOut] = _d("One view per tolerance, in that order.")
+
+
+class CompareRun(BaseModel):
+    run_id: int = _d("The run.")
+    name: str | None = _d("The spec's name.")
+    weight_decay: float = _d("The spec's weight decay.")
+    basis: str = _d(
+        "The spec's basis (previous or next): runs of different bases are not measured alike."
+    )
+    epochs: list[int] = _d("Epochs measured.")
+    percent: list[float] = _d(PERCENTS + ", for the scope asked for.")
+
+
+class CompareOut(BaseModel):
+    tolerance: float = _d("The tolerance compared.")
+    scope: str = _d("all (mean of all layers), last2 (of the last two) or a layer index.")
+    runs: list[CompareRun] = _d("One entry per run, in the order asked for.")
+
+
+class CompareAllOut(BaseModel):
+    scope: str = _d("all (mean of all layers), last2 (of the last two) or a layer index.")
+    tolerances: list[float] = _d("Every tolerance all the runs computed, ascending.")
+    results: list[CompareOut] = _d("One comparison per tolerance, in that order.")
+
+
+class LayerWeightStats(BaseModel):
+    index: int = _d("Position among the measured tensors, layer 0 (the input layer) first.")
+    name: str = _d("The tensor's state_dict name, e.g. layers.0.weight.")
+    parameters: int = _d("Weights in the tensor.")
+    shape: list[int] = _d("The tensor's shape: [out, in] for a weight matrix, [out] for a bias.")
+    variance: list[float] = _d("Variance of the tensor's values per epoch, epoch 0 first.")
+
+
+class WeightStatsOut(BaseModel):
+    """Each measured layer's weight variance per epoch; epoch 0 is the initial weights."""
+
+    run_id: int = _d("The run.")
+    epochs: list[int] = _d("0 (the initial weights), then 1..epochs_done.")
+    layers: list[LayerWeightStats] = _d("Every measured tensor, layer 0 first.")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"] = _d("Always ok: the database answers.")
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: ``detail`` says what is wrong (422s keep FastAPI's list form)."""
+
+    detail: str = _d("What is wrong, and what to change.")
+
+
+# --- the mechanism: dead units and the movement spectrum ---
+
+
+class HiddenUnits(BaseModel):
+    """Hidden layer ``layer`` (the ReLU after Linear ``layer``): per epoch, how many of its
+    ``units`` never fired for a training sample of that epoch, and which."""
+
+    layer: int = _d("The hidden layer: the ReLU after Linear layer `layer` (0 first).")
+    units: int = _d("Its units (the spec's hidden size).")
+    dead: list[int] = _d("Per epoch: how many of its units never fired for a training sample.")
+    dead_units: list[list[int]] = _d("Per epoch: which units never fired, ascending.")
+
+
+class WeightUnits(BaseModel):
+    """Weight matrix ``layer`` from epoch e-1 to e: its weights exactly unchanged
+    (``constant``) and how many of those lie in a dead unit's incoming row or outgoing column
+    (``explained``; each weight once)."""
+
+    layer: int = _d("The weight matrix: Linear layer `layer` (0 first).")
+    name: str = _d("Its state_dict name, e.g. layers.0.weight.")
+    parameters: int = _d("Its weights.")
+    constant: list[int] = _d("Per epoch: its weights exactly unchanged since the epoch before.")
+    explained: list[int] = _d(
+        "Per epoch: of those, how many lie in a dead unit's incoming row or outgoing column."
+    )
+
+
+class UnitsOut(BaseModel):
+    """Dead units per hidden layer and how much of the exact constancy they explain."""
+
+    run_id: int = _d("The run.")
+    epochs: list[int] = _d("The epochs stored so far (1..E).")
+    hidden: list[HiddenUnits] = _d("Each hidden layer's dead units per epoch.")
+    weights: list[WeightUnits] = _d("Each weight matrix's unchanged and explained weights.")
+
+
+class LayerSpectrum(BaseModel):
+    """One measured tensor's movement spectrum."""
+
+    index: int = _d("The tensor's position among the measured tensors (layer order).")
+    name: str = _d("Its state_dict name, e.g. layers.0.weight.")
+    parameters: int = _d("Its weights.")
+    percent: list[list[float]] = _d(
+        "percent[epoch position][tolerance position]: % of its weights constant, from exact counts."
+    )
+
+
+class SpectrumOut(BaseModel):
+    """% of each layer's weights constant from epoch e-1 to e at every tolerance of the
+    spectrum's ladder (the same for every run), with the run's basis."""
+
+    run_id: int = _d("The run.")
+    basis: str = _d("The run's basis (previous or next), as for its own tolerances.")
+    epochs: list[int] = _d("The epochs stored so far (1..E).")
+    tolerances: list[float] = _d("The ladder: 0, then log-spaced from 1e-7 to 1.")
+    layers: list[LayerSpectrum] = _d("Each measured tensor's spectrum.")
+
+
+class CompareSpectrumRun(SpectrumOut):
+    """One run's spectrum in a comparison, named."""
+
+    name: str | None = _d("The run's name.")
+    weight_decay: float = _d("The run's weight decay.")
+
+
+class CompareSpectrumOut(BaseModel):
+    """The runs' spectra side by side, in the order asked for."""
+
+    runs: list[CompareSpectrumRun] = _d("One spectrum per run, in the order of `runs`.")
+
+
+# --- sweeps (server/views/sweeps.py, server/api/routers/sweeps.py) ---
+
+# A 32-bit database integer.
+PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
+Priority = Annotated[
+    int,
+    Field(
+        ge=PRIORITY_MIN,
+        le=PRIORITY_MAX,
+        description="claims take higher priorities first, then the oldest run (default 0)",
+    ),
+]
+
+
+class RunPatch(BaseModel):
+    """What can change about a submitted run: when it is claimed, not what it computes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    priority: Priority
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _integer(cls, value: object) -> object:
+        return _integral(value)
+
+
+def _sweep_schema(schema: dict[str, Any]) -> None:
+    """The document says what the sweep's validation checks: ``base`` is a run spec (any of
+    its fields) and each grid field takes a non-empty list of distinct values that field
+    admits."""
+    run_spec = RunSpec.model_json_schema()
+    spec = run_spec["properties"]
+    keep = ("title", "default", "description", "examples")
+    properties = schema["properties"]
+    properties["base"] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": spec,
+        "description": properties["base"]["description"],
+    }
+    # The CIFAR-10 sizes (an if/else on dataset), as in RunSpec's own schema.
+    properties["base"] |= {k: run_spec[k] for k in ("if", "then", "else") if k in run_spec}
+    properties["grid"] = {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": False,
+        "description": properties["grid"]["description"],
+        "properties": {
+            field: {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {k: v for k, v in rule.items() if k not in keep},
+            }
+            for field, rule in spec.items()
+            if field != "name"
+        },
+    }
+
+
+class SweepIn(BaseModel):
+    """A grid of runs: ``base`` (a run spec, any of its fields) expanded over the cartesian
+    product of ``grid`` (a RunSpec field → its values), the last field varying fastest."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_sweep_schema)
+
+    name: Annotated[str | None, Field(max_length=200, description="a label for people")] = None
+    base: Annotated[
+        dict[str, Any], Field(description="a run spec; every member starts from it")
+    ] = {}
+    grid: Annotated[
+        dict[str, list[Any]],
+        Field(min_length=1, description="spec field → the values it takes, e.g. seed: [0, 1, 2]"),
+    ]
+    priority: Priority = 0
+
+    @field_validator("name")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("name must not contain NUL characters")
+        return value
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _integer(cls, value: object) -> object:
+        return _integral(value)
+
+
+class SweepProgress(BaseModel):
+    """How far a sweep's members got."""
+
+    runs: int = _d("Members.")
+    by_status: dict[str, int] = _d("Members per status.")
+    epochs_done: int = _d("Epochs stored, over all members.")
+    epochs_total: int = _d("Epochs asked for, over all members.")
+
+
+class SweepBrief(BaseModel):
+    """A sweep without its members."""
+
+    id: int = _d("The sweep's id.")
+    name: str | None = _d("A label for people.")
+    base: dict[str, Any] = _d("The run spec every member starts from (as submitted).")
+    grid: dict[str, list[Any]] = _d("Spec field → the values it takes, in grid order.")
+    priority: int = _d("The members' claim priority when submitted.")
+    created_at: datetime = _d("When it was submitted (UTC).")
+    status: RunStatus = _d(
+        "Derived from the members' when read: queued (all queued), running (any running, or "
+        "some queued and some finished), else failed (any failed), cancelled (any), succeeded."
+    )
+    progress: SweepProgress = _d("How far the members got.")
+
+
+class SweepOut(SweepBrief):
+    """A sweep with its member runs."""
+
+    runs: list[RunOut] = _d("The member runs in grid order (the last grid field fastest).")
+
+
+class SweepList(BaseModel):
+    """A page of sweeps, newest first."""
+
+    total: int = _d("Sweeps in all.")
+    limit: int = _d("The page size asked for.")
+    offset: int = _d("Sweeps skipped before this page.")
+    sweeps: list[SweepBrief] = _d("This page's sweeps, without their members.")
+
+
+GROUP_VALUES = "The grid values the group's runs share (the `by` fields)."
+GROUP_RUNS = "The group's runs."
+GROUP_N = "How many runs the group has."
+GROUP_EPOCHS = "The epochs every run of the group has stored."
+CI = "95% interval: mean ∓ t(0.975, n−1)·sd/√n (null when n = 1)."
+
+
+class GroupSeries(BaseModel):
+    """A group of runs (the members that share ``values``) at each epoch they all have: the
+    mean over its runs and the 95% interval mean ∓ t(0.975, n−1)·sd/√n (null when n = 1)."""
+
+    values: dict[str, Any] = _d(GROUP_VALUES)
+    run_ids: list[int] = _d(GROUP_RUNS)
+    n: int = _d(GROUP_N)
+    epochs: list[int] = _d(GROUP_EPOCHS)
+    mean: list[float] = _d("Per epoch: the mean over the runs of their scoped % constant.")
+    ci_low: list[float] | None = _d("Per epoch: the interval's low end. " + CI)
+    ci_high: list[float] | None = _d("Per epoch: the interval's high end. " + CI)
+
+
+class SweepConstancyOut(BaseModel):
+    """A sweep's groups at one tolerance."""
+
+    sweep_id: int = _d("The sweep.")
+    tolerance: float = _d("The tolerance.")
+    scope: str = _d("all, last2 or a layer index.")
+    by: list[str] = _d("The grid fields that define a group.")
+    groups: list[GroupSeries] = _d("One entry per group.")
+
+
+class SweepConstancyAllOut(BaseModel):
+    """A sweep's groups at every tolerance its members share."""
+
+    sweep_id: int = _d("The sweep.")
+    scope: str = _d("all, last2 or a layer index.")
+    by: list[str] = _d("The grid fields that define a group.")
+    tolerances: list[float] = _d("The tolerances every member computed, ascending.")
+    results: list[SweepConstancyOut] = _d("One entry per tolerance.")
+
+
+class SeriesStats(BaseModel):
+    """A metric's mean over a group's runs per epoch, with its interval."""
+
+    mean: list[float] = _d("Per epoch: the mean over the group's runs.")
+    ci_low: list[float] | None = _d("Per epoch: the interval's low end. " + CI)
+    ci_high: list[float] | None = _d("Per epoch: the interval's high end. " + CI)
+
+
+class GroupMetrics(BaseModel):
+    """A group's training metrics per epoch."""
+
+    values: dict[str, Any] = _d(GROUP_VALUES)
+    run_ids: list[int] = _d(GROUP_RUNS)
+    n: int = _d(GROUP_N)
+    epochs: list[int] = _d(GROUP_EPOCHS)
+    train_loss: SeriesStats = _d("Mean of the epoch's training batch losses.")
+    train_accuracy: SeriesStats = _d("Share of training samples classified right (0..1).")
+    test_loss: SeriesStats = _d("Mean of the test batches' losses.")
+    test_accuracy: SeriesStats = _d("Share of test samples classified right (0..1).")
+
+
+class SweepMetricsOut(BaseModel):
+    """A sweep's groups' training metrics."""
+
+    sweep_id: int = _d("The sweep.")
+    by: list[str] = _d("The grid fields that define a group.")
+    groups: list[GroupMetrics] = _d("One entry per group.")
+
+
+class GroupPoint(BaseModel):
+    """A group's value at one epoch."""
+
+    values: dict[str, Any] = _d(GROUP_VALUES)
+    run_ids: list[int] = _d(GROUP_RUNS)
+    n: int = _d(GROUP_N)
+    mean: float = _d("The mean over the group's runs of their scoped % constant.")
+    sd: float | None = _d("The sample standard deviation (n−1; null when n = 1).")
+    ci_low: float | None = _d("The interval's low end. " + CI)
+    ci_high: float | None = _d("The interval's high end. " + CI)
+
+
+class SummaryLine(BaseModel):
+    """One line of the dose-response figure: a scope's points, one per group."""
+
+    scope: str = _d("all, last2 or a layer index.")
+    points: list[GroupPoint] = _d("One point per group.")
+
+
+class SummaryAtTolerance(BaseModel):
+    """The dose-response lines at one tolerance (one panel of the figure)."""
+
+    tolerance: float = _d("The tolerance.")
+    lines: list[SummaryLine] = _d("One line per scope.")
+
+
+class SweepSummaryOut(BaseModel):
+    """Dose-response: every group's value at one epoch, per tolerance and scope."""
+
+    sweep_id: int = _d("The sweep.")
+    epoch: int = _d("The epoch summarised (default: the last every member has).")
+    by: list[str] = _d("The grid fields that define a group.")
+    x: str | None = _d(
+        "The numeric field of `by` the figure puts on its x axis (null: none is numeric)."
+    )
+    tolerances: list[float] = _d("The tolerances, ascending.")
+    results: list[SummaryAtTolerance] = _d("One entry per tolerance.")
+
+
+class GroupRef(BaseModel):
+    """A group named in a difference."""
+
+    index: int = _d("The group's position in the sweep's groups.")
+    values: dict[str, Any] = _d(GROUP_VALUES)
+    run_ids: list[int] = _d(GROUP_RUNS)
+    n: int = _d(GROUP_N)
+
+
+class SweepDifferenceOut(BaseModel):
+    """Group b minus group a per epoch with its 95% interval: Welch's (unequal variances,
+    Welch–Satterthwaite df) or paired (runs matched by their other grid values, e.g. seed)."""
+
+    sweep_id: int = _d("The sweep.")
+    tolerance: float = _d("The tolerance.")
+    scope: str = _d("all, last2 or a layer index.")
+    method: Literal["welch", "paired"] = _d(
+        "welch: unequal variances, Welch–Satterthwaite df; paired: runs matched by their other "
+        "grid values (e.g. seed)."
+    )
+    a: GroupRef = _d("The group subtracted.")
+    b: GroupRef = _d("The group it is subtracted from.")
+    pairs: list[list[int]] | None = _d("paired: the matched run ids [a, b]; welch: null.")
+    epochs: list[int] = _d("The epochs both groups have.")
+    difference: list[float] = _d("Per epoch: mean of b minus mean of a, in percentage points.")
+    ci_low: list[float] | None = _d("Per epoch: the interval's low end (null without one).")
+    ci_high: list[float] | None = _d("Per epoch: the interval's high end (null without one).")
+    df: list[float] | None = _d("Per epoch: the t distribution's degrees of freedom.")

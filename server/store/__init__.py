@@ -1,0 +1,1 @@
+"""The database and the job protocol: tables, migrations, CRUD, statuses, limits, claims."""
