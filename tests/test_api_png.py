@@ -1,4 +1,4 @@
-"""The PNG twins of the JSON views and the report page, over HTTP.
+"""The PNG twins of the JSON views, and the old report page's redirect, over HTTP.
 
 Runs are stored with random results through the store (as a worker would); the figures are
 decoded and checked for size and content, the render cache through the app's renderer."""
@@ -217,31 +217,14 @@ def test_a_queued_run_draws_empty_figures(client, tiny_spec):
         assert not has_colour(rgb, layer_colours(4)[0])
 
 
-def test_report_page_inlines_the_runs_figures(client, pair):
-    response = client.get(f"/runs/{pair[0]}/report", params=SIZE)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/html")
-    images = DATA_URI.findall(response.text)
-    assert len(images) == 6
-    for encoded in images:
-        assert_drawn(base64.b64decode(encoded), SMALL, ink=0.01)
-    assert f"run {pair[0]} “base” (weight decay 0)" in response.text
-    assert "succeeded" in response.text
-    # The report's figures are the PNG views' figures: now served from the cache.
-    renders_before = renders(client)[0]
-    png = client.get(f"/runs/{pair[0]}/constancy", params=PNG_PARAMS | {"scope": "last2"})
-    assert renders(client)[0] == renders_before
-    assert base64.b64encode(png.content).decode() in images
-
-
-def test_report_of_a_queued_run_and_of_no_run(client, tiny_spec):
+def test_the_old_report_page_redirects_to_the_run_page(client, tiny_spec):
     run_id = client.post("/runs", json=tiny_spec(name="waiting")).json()["id"]
-    page = client.get(f"/runs/{run_id}/report")
-    assert page.status_code == 200 and "queued" in page.text
-    assert "No epoch has finished yet." in page.text and not DATA_URI.search(page.text)
-    missing = client.get("/runs/999/report")
+    moved = client.get(f"/runs/{run_id}/report", follow_redirects=False)
+    assert moved.status_code == 308 and moved.headers["location"] == f"/ui/runs/{run_id}"
+    landed = client.get(f"/runs/{run_id}/report")
+    assert landed.status_code == 200 and "waiting" in landed.text
+    missing = client.get("/runs/999/report", follow_redirects=False)
     assert missing.status_code == 404 and missing.json()["detail"]
-    assert client.get(f"/runs/{run_id}/report", params={"dpi": 10}).status_code == 422
 
 
 def test_openapi_documents_png_and_html(client):
@@ -250,6 +233,6 @@ def test_openapi_documents_png_and_html(client):
         content = paths[path]["get"]["responses"]["200"]["content"]
         assert {"application/json", "image/png"} <= set(content)
     assert "image/png" in paths["/compare"]["get"]["responses"]["200"]["content"]
-    assert "text/html" in paths["/runs/{run_id}/report"]["get"]["responses"]["200"]["content"]
+    assert "308" in paths["/runs/{run_id}/report"]["get"]["responses"]
     names = {p["name"] for p in paths["/compare"]["get"]["parameters"]}
     assert {"format", "width", "height", "dpi", "scope", "tol", "runs"} <= names

@@ -320,7 +320,7 @@ VIEWS = [
     ("/runs/{id}/constancy", {"tol": 0}),
     ("/runs/{id}/constancy", {"format": "csv"}),
     ("/runs/{id}/weights", {"format": "csv"}),
-    ("/runs/{id}/report", {"width": 400, "height": 300}),
+    ("/ui/runs/{id}", {"part": "live"}),
     ("/runs/{id}", {}),
     ("/compare", {"runs": "{id}", "format": "csv"}),
 ]

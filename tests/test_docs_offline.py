@@ -1,6 +1,6 @@
-"""Every HTML page works without internet: a real Chromium loads /docs and a run's report from
+"""Every HTML page works without internet: a real Chromium loads /docs and a run's page from
 a real API process with every request to another origin failed; Swagger UI renders every
-operation of the document, and the report needs nothing but itself."""
+operation of the document, and the run page needs nothing from elsewhere."""
 
 import shutil
 from urllib.parse import urlsplit
@@ -52,8 +52,10 @@ def test_docs_render_every_operation_with_the_internet_blocked(processes: Proces
             page.wait_for_selector(".opblock", timeout=20_000)
             shown = page.locator(".opblock").count()
             title = page.locator(".info .title").inner_text()
+            # The old report URL lands on the run's page.
             report = page.goto(f"{processes.url}/runs/{run_id}/report", wait_until="networkidle")
             assert report is not None and report.status == 200
+            assert page.url.endswith(f"/ui/runs/{run_id}")
             heading = page.locator("h1").inner_text()
         finally:
             browser.close()

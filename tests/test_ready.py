@@ -1,5 +1,5 @@
 """Small things a first real user meets: HEAD /health, a newline after every JSON answer, 405s
-that list every method, readable operation ids and documented fields, true/false in the report,
+that list every method, readable operation ids and documented fields, true/false on the run page,
 and an expected failure logged as one line naming the setting as the user knows it."""
 
 import logging
@@ -103,11 +103,11 @@ def test_docs_use_only_the_servers_own_assets(client):
     assert client.get("/redoc").status_code == 404  # ReDoc would need a CDN: it is off
 
 
-def test_the_report_shows_json_booleans(client, play, tiny_spec):
+def test_the_run_page_shows_json_booleans(client, play, tiny_spec):
     run_id = play(tiny_spec(keep_snapshots=True), epochs=2).run_id
-    html = client.get(f"/runs/{run_id}/report").text
-    assert "<th>keep_snapshots</th><td>true</td>" in html
-    assert "<th>include_biases</th><td>false</td>" in html
+    html = client.get(f"/ui/runs/{run_id}").text
+    assert '<th scope="row">keep_snapshots</th><td>true</td>' in html
+    assert '<th scope="row">include_biases</th><td>false</td>' in html
     assert "True" not in html and "False" not in html
 
 

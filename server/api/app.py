@@ -21,10 +21,11 @@ from server.api.etag import ETagMiddleware
 from server.api.events import Broadcaster
 from server.api.middleware import OPEN_PATHS, BearerAuth, BodyLimit, SameOriginWrites
 from server.api.responses import FinalNewline
-from server.api.routers import compare, events, health, mechanism, runs, sweeps
+from server.api.routers import events, health, runs, sweeps
 from server.core.errors import DomainError
 from server.core.settings import Settings, get_settings
 from server.store.db import Database
+from server.views import registry
 from server.views.figures.answer import PngTwins, add_png_twins
 from server.views.figures.render import Renderer
 
@@ -221,12 +222,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.renderer = renderer
+    app.state.view_cache = registry.ViewCache(settings.view_cache_bytes)
     app.state.events = broadcaster
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for module in (runs, events, compare, mechanism, health, sweeps):
-        app.include_router(module.router)
+    for router in (runs.router, events.router, health.router, sweeps.router, registry.routes()):
+        app.include_router(router)
     pages.install(app)
     _serve_docs(app)
     # Innermost: every JSON answer of a route or an error handler ends with a newline, before

@@ -3,7 +3,8 @@
 A pure ASGI middleware: a GET answered 200 with a view's media type is buffered, tagged with a
 strong ETag (a hash of its content type and body) and answered 304 without a body when the
 request's ``If-None-Match`` names that tag. Other answers (the event stream, snapshot files,
-errors) pass through untouched, streamed as they come."""
+errors) and answers tagged already (the analysis views: server/views/registry.py tags them
+from what they depend on, without computing them) pass through untouched."""
 
 import hashlib
 
@@ -40,9 +41,12 @@ class ETagMiddleware:
         async def tagging_send(message: Message) -> None:
             nonlocal start
             if message["type"] == "http.response.start":
-                content_type = Headers(raw=message["headers"]).get("content-type", "")
-                media_type = content_type.partition(";")[0].strip()
-                if message["status"] == 200 and media_type in TAGGED_TYPES:
+                headers = Headers(raw=message["headers"])
+                media_type = headers.get("content-type", "").partition(";")[0].strip()
+                # A view's answer comes tagged (and its 304 answered) by the view registry,
+                # which knows its tag before computing it.
+                tagged = "etag" in headers
+                if message["status"] == 200 and media_type in TAGGED_TYPES and not tagged:
                     start = message  # held back until the whole body is there
                     return
             elif message["type"] == "http.response.body" and start is not None:

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     max_run_disk_bytes: int = Field(default=4 * 2**30, ge=1)
     # POST /sweeps refuses (422) a grid of more runs (server/views/sweeps.py).
     max_sweep_runs: int = Field(default=256, ge=1)
+    # Each API process keeps computed view answers up to this many bytes (server/views/
+    # registry.py); 0 keeps none.
+    view_cache_bytes: int = Field(default=128 * 2**20, ge=0)
 
     @field_validator("database_url", mode="before")
     @classmethod

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from server.core.errors import InvalidTransition, RunNotFound
+from server.core.errors import InvalidTransition, RunNotFound, SweepNotFound
 from server.core.schemas import RunSpec, RunStatus
 from server.store import lifecycle
-from server.store.models import Run, utcnow
+from server.store.models import Run, Sweep, utcnow
 
 
 def create_run(
@@ -48,6 +48,36 @@ def get_runs(session: Session, run_ids: Sequence[int]) -> list[Run]:
         if run_id not in found:
             raise RunNotFound(f"run {run_id} not found")
     return [found[run_id] for run_id in run_ids]
+
+
+# What an analysis view of a run depends on that can change: its epochs (epochs_done, and
+# attempts for a restart from epoch 0), its status (a cancel, the end) and its name (labels).
+# Its spec, stored epochs and snapshots never change once written.
+STAMP_COLUMNS = (Run.id, Run.status, Run.epochs_done, Run.attempts, Run.name)
+
+
+def stamps(session: Session, run_ids: Sequence[int]) -> tuple[tuple[object, ...], ...]:
+    """The runs' stamps in the order asked for, in one query; RunNotFound names the first one
+    missing (so a deleted run's views answer 404 before anything is computed)."""
+    found = {
+        row[0]: tuple(row)
+        for row in session.execute(select(*STAMP_COLUMNS).where(Run.id.in_(run_ids)))
+    }
+    for run_id in run_ids:
+        if run_id not in found:
+            raise RunNotFound(f"run {run_id} not found")
+    return tuple(found[run_id] for run_id in run_ids)
+
+
+def sweep_stamp(session: Session, sweep_id: int) -> tuple[object, ...]:
+    """A sweep's name and its runs' stamps; SweepNotFound when there is no such sweep."""
+    name = session.execute(select(Sweep.name).where(Sweep.id == sweep_id)).one_or_none()
+    if name is None:
+        raise SweepNotFound(f"sweep {sweep_id} not found")
+    members = session.execute(
+        select(*STAMP_COLUMNS).where(Run.sweep_id == sweep_id).order_by(Run.id)
+    )
+    return (sweep_id, name[0], tuple(tuple(row) for row in members))
 
 
 def list_runs(

@@ -57,7 +57,7 @@ def _shape(name: str, parameters: int, spec: RunSpec) -> list[int]:
 
 
 @dataclass(frozen=True)
-class _Run:
+class MeasuredRun:
     """A run with its spec parsed once and its measured layers."""
 
     row: Run
@@ -65,7 +65,7 @@ class _Run:
     layers: list[_Layer]
 
 
-def with_layers(session: Session, runs: Sequence[Run]) -> list[_Run]:
+def with_layers(session: Session, runs: Sequence[Run]) -> list[MeasuredRun]:
     """Each run with its spec parsed once and its measured layers, all in one query."""
     by_run: dict[int, list[_Layer]] = defaultdict(list)
     rows = session.execute(
@@ -78,7 +78,7 @@ def with_layers(session: Session, runs: Sequence[Run]) -> list[_Run]:
         by_run[run_id].append(
             _Layer(index, name, parameters, _shape(name, parameters, specs[run_id]))
         )
-    return [_Run(r, specs[r.id], by_run[r.id]) for r in runs]
+    return [MeasuredRun(r, specs[r.id], by_run[r.id]) for r in runs]
 
 
 def metrics(session: Session, run: Run) -> MetricsOut:
@@ -123,18 +123,28 @@ def weight_stats(session: Session, run: Run) -> WeightStatsOut:
     )
 
 
-def _tolerance_index(run: _Run, tol: float) -> int:
-    """Where ``tol`` is in the run's tolerances; NotComputed lists them if it is not there."""
-    for i, t in enumerate(run.spec.tolerances):
-        # Lenient only about float spelling (1e-3 vs 0.001): 0 matches nothing but 0.
+def matching(tolerances: Sequence[float], tol: float) -> int | None:
+    """Where ``tol`` is in ``tolerances``: lenient only about float spelling (1e-3 vs 0.001), so
+    0 matches nothing but 0."""
+    for i, t in enumerate(tolerances):
         if math.isclose(t, tol, rel_tol=1e-9, abs_tol=0.0):
             return i
-    raise NotComputed(
-        f"run {run.row.id} has no results for tol={tol:g}; it computed {run.spec.tolerances}"
-    )
+    return None
 
 
-def _counts(session: Session, runs: Sequence[_Run]) -> dict[int, tuple[list[int], np.ndarray]]:
+def _tolerance_index(run: MeasuredRun, tol: float) -> int:
+    """Where ``tol`` is in the run's tolerances; NotComputed lists them if it is not there."""
+    index = matching(run.spec.tolerances, tol)
+    if index is None:
+        raise NotComputed(
+            f"run {run.row.id} has no results for tol={tol:g}; it computed {run.spec.tolerances}"
+        )
+    return index
+
+
+def stored_counts(
+    session: Session, runs: Sequence[MeasuredRun]
+) -> dict[int, tuple[list[int], np.ndarray]]:
     """Each run's stored epochs and its counts as an int64 array epochs × layers × tolerances,
     all runs in one query."""
     rows: dict[int, tuple[list[int], list[np.ndarray]]] = defaultdict(lambda: ([], []))
@@ -166,7 +176,7 @@ class _Percent:
     last_two_mean: np.ndarray
 
 
-def _percent(run: _Run, epochs: list[int], counts: np.ndarray) -> _Percent:
+def _percent(run: MeasuredRun, epochs: list[int], counts: np.ndarray) -> _Percent:
     """``100 * count / parameters`` of each layer at every tolerance, and the unweighted means
     over the weight matrices (summed layer by layer: the same floats as Python's sum)."""
     parameters = np.array([la.parameters for la in run.layers], dtype=np.int64)
@@ -184,16 +194,8 @@ def _percent(run: _Run, epochs: list[int], counts: np.ndarray) -> _Percent:
     return _Percent(epochs, layers, mean(weights), mean(weights[-2:]))
 
 
-def constancy_view(
-    run: _Run, tolerance: float, epochs: list[int], counts: np.ndarray
-) -> ConstancyOut:
-    """A run's ConstancyOut at one tolerance from its exact counts (epochs × layers), however
-    they were counted (stored, on the spectrum's ladder, or from snapshots)."""
-    return _constancy_out(run, _percent(run, epochs, counts[:, :, None]), 0, tolerance)
-
-
 def _constancy_out(
-    run: _Run, percent: _Percent, t: int, tolerance: float | None = None
+    run: MeasuredRun, percent: _Percent, t: int, tolerance: float | None = None
 ) -> ConstancyOut:
     """The view at tolerance index ``t`` (of the run's own tolerances unless ``tolerance``)."""
     return ConstancyOut(
@@ -223,13 +225,13 @@ def constancy(session: Session, run: Run, tol: float) -> ConstancyOut:
     means are over the layers' weight matrices only, as in the seed."""
     (measured,) = with_layers(session, [run])
     t = _tolerance_index(measured, tol)
-    epochs, counts = _counts(session, [measured])[run.id]
+    epochs, counts = stored_counts(session, [measured])[run.id]
     return _constancy_out(measured, _percent(measured, epochs, counts), t)
 
 
 def constancy_all(session: Session, run: Run) -> ConstancyAllOut:
     (measured,) = with_layers(session, [run])
-    percent = _percent(measured, *_counts(session, [measured])[run.id])
+    percent = _percent(measured, *stored_counts(session, [measured])[run.id])
     return ConstancyAllOut(
         run_id=run.id,
         basis=measured.spec.basis,
@@ -240,7 +242,7 @@ def constancy_all(session: Session, run: Run) -> ConstancyAllOut:
     )
 
 
-def _scoped(run: _Run, percent: _Percent, t: int, scope: Scope) -> list[float]:
+def _scoped(run: MeasuredRun, percent: _Percent, t: int, scope: Scope) -> list[float]:
     return scopes.select(
         scope,
         {la.index: percent.layers[:, i, t] for i, la in enumerate(run.layers)},
@@ -251,14 +253,20 @@ def _scoped(run: _Run, percent: _Percent, t: int, scope: Scope) -> list[float]:
 
 @dataclass(frozen=True)
 class RunPercent:
-    """A run (spec parsed, layers read) with its percentages at every tolerance: what the views
-    over many runs (comparisons, sweeps) compute from."""
+    """A run (spec parsed, layers read) with its percentages at ``tolerances`` (the run's own,
+    or one resolved by server.views.posthoc): what the views over many runs compute from."""
 
-    run: _Run
+    run: MeasuredRun
     percent: _Percent
+    tolerances: list[float]
 
     def tolerance_index(self, tol: float) -> int:
-        return _tolerance_index(self.run, tol)
+        index = matching(self.tolerances, tol)
+        if index is None:
+            raise NotComputed(
+                f"run {self.run.row.id} has no results for tol={tol:g}; it has {self.tolerances}"
+            )
+        return index
 
     def scoped(self, scope: Scope) -> np.ndarray:
         """The scope's percentages, epochs × the run's tolerances; NotComputed names the
@@ -271,9 +279,24 @@ class RunPercent:
         )
 
 
-def _percentages(session: Session, runs: Sequence[_Run]) -> list[RunPercent]:
-    counts = _counts(session, runs)
-    return [RunPercent(run, _percent(run, *counts[run.row.id])) for run in runs]
+def percent_at(
+    run: MeasuredRun, tolerance: float, epochs: list[int], counts: np.ndarray
+) -> RunPercent:
+    """A run's percentages at one tolerance from its exact counts there (epochs × layers),
+    however they were counted (stored, on the spectrum's ladder, or from snapshots)."""
+    return RunPercent(run, _percent(run, epochs, counts[:, :, None]), [tolerance])
+
+
+def constancy_out(item: RunPercent) -> ConstancyOut:
+    """The constancy view of a run's percentages at one tolerance."""
+    return _constancy_out(item.run, item.percent, 0, item.tolerances[0])
+
+
+def _percentages(session: Session, runs: Sequence[MeasuredRun]) -> list[RunPercent]:
+    counts = stored_counts(session, runs)
+    return [
+        RunPercent(run, _percent(run, *counts[run.row.id]), run.spec.tolerances) for run in runs
+    ]
 
 
 def percentages(session: Session, runs: Sequence[Run]) -> list[RunPercent]:
@@ -282,7 +305,7 @@ def percentages(session: Session, runs: Sequence[Run]) -> list[RunPercent]:
     return _percentages(session, with_layers(session, runs))
 
 
-def shared_tolerances(runs: Sequence[_Run]) -> list[float]:
+def shared_tolerances(runs: Sequence[MeasuredRun]) -> list[float]:
     """The tolerances every run computed, ascending; NotComputed lists each run's if none."""
     shared = set(runs[0].spec.tolerances)
     for run in runs[1:]:
@@ -293,47 +316,39 @@ def shared_tolerances(runs: Sequence[_Run]) -> list[float]:
     return sorted(shared)
 
 
-def _compare(
-    session: Session, runs: Sequence[_Run], tolerances: Sequence[float], scope: Scope
-) -> list[CompareOut]:
-    """One CompareOut per tolerance (each run has it): one series per run for the scope."""
-    measured = _percentages(session, runs)
-    results = []
-    for tol in tolerances:
-        entries = []
-        for item in measured:
-            run, percent = item.run, item.percent
-            t = item.tolerance_index(tol)
-            entries.append(
-                CompareRun(
-                    run_id=run.row.id,
-                    name=run.row.name,
-                    weight_decay=run.spec.weight_decay,
-                    basis=run.spec.basis,
-                    epochs=percent.epochs,
-                    percent=_scoped(run, percent, t, scope),
-                )
-            )
-        results.append(CompareOut(tolerance=tol, scope=str(scope), runs=entries))
-    return results
+def compare_entry(item: RunPercent, t: int, scope: Scope) -> CompareRun:
+    """One run's series in a comparison: tolerance index ``t`` of its percentages, scoped."""
+    run, percent = item.run, item.percent
+    return CompareRun(
+        run_id=run.row.id,
+        name=run.row.name,
+        weight_decay=run.spec.weight_decay,
+        basis=run.spec.basis,
+        epochs=percent.epochs,
+        percent=_scoped(run, percent, t, scope),
+    )
 
 
-def compare(session: Session, runs: Sequence[Run], tol: float, scope: Scope) -> CompareOut:
-    """The runs side by side at one tolerance: one series per run for the scope."""
-    measured = with_layers(session, runs)
-    # The first run's spelling of the tolerance, as every run's own is matched leniently.
-    tolerance = measured[0].spec.tolerances[_tolerance_index(measured[0], tol)]
-    for run in measured[1:]:
-        _tolerance_index(run, tol)
-    return _compare(session, measured, [tolerance], scope)[0]
+def compare_at(measured: Sequence[RunPercent], scope: Scope) -> CompareOut:
+    """The runs side by side at the one tolerance each has resolved (server.views.posthoc); the
+    first run's spelling of it."""
+    entries = [compare_entry(item, 0, scope) for item in measured]
+    return CompareOut(tolerance=measured[0].tolerances[0], scope=str(scope), runs=entries)
 
 
 def compare_all(session: Session, runs: Sequence[Run], scope: Scope) -> CompareAllOut:
     """The runs side by side at every tolerance they all computed, ascending."""
-    measured = with_layers(session, runs)
-    tolerances = shared_tolerances(measured)
+    measured = _percentages(session, with_layers(session, runs))
+    tolerances = shared_tolerances([m.run for m in measured])
     return CompareAllOut(
         scope=str(scope),
         tolerances=tolerances,
-        results=_compare(session, measured, tolerances, scope),
+        results=[
+            CompareOut(
+                tolerance=tol,
+                scope=str(scope),
+                runs=[compare_entry(m, m.tolerance_index(tol), scope) for m in measured],
+            )
+            for tol in tolerances
+        ],
     )

@@ -17,6 +17,8 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from server.api.deps import SessionDep
+from server.api.routers.params import RunId, SpectrumRunIds
 from server.core.errors import NotComputed
 from server.core.experiment import SPECTRUM_TOLERANCES
 from server.core.schemas import (
@@ -29,6 +31,7 @@ from server.core.schemas import (
     UnitsOut,
     WeightUnits,
 )
+from server.store import crud
 from server.store.models import (
     DeadUnits,
     EpochSpectrum,
@@ -38,6 +41,13 @@ from server.store.models import (
     unpack_units,
 )
 from server.views.analysis import with_layers
+from server.views.figures.draw import (
+    draw_compare_spectrum,
+    draw_spectrum,
+    draw_units,
+    label_of_row,
+)
+from server.views.registry import Panel, Result, view
 
 
 def ladders(session: Session, runs: Sequence[Run]) -> dict[int, list[float] | None]:
@@ -182,7 +192,7 @@ def spectrum(session: Session, run: Run) -> SpectrumOut:
     return spectra(session, [run])[0]
 
 
-def compare_spectrum(session: Session, runs: Sequence[Run]) -> CompareSpectrumOut:
+def spectra_compared(session: Session, runs: Sequence[Run]) -> CompareSpectrumOut:
     return CompareSpectrumOut(
         runs=[
             CompareSpectrumRun(
@@ -193,3 +203,86 @@ def compare_spectrum(session: Session, runs: Sequence[Run]) -> CompareSpectrumOu
             for run, view in zip(runs, spectra(session, runs), strict=True)
         ]
     )
+
+
+# --- the views (server/views/registry.py) ---------------------------------------------------
+
+NOT_MEASURED = "Unknown run, or one trained before decaylab measured the mechanism"
+
+
+@view(
+    "units",
+    "/runs/{run_id}/units",
+    subject="run",
+    summary="Dead ReLU units per epoch, and how much exact constancy they explain",
+    model=UnitsOut,
+    draw=draw_units,
+    not_found=NOT_MEASURED,
+    tags=["runs"],
+    panels=[
+        Panel(
+            "why",
+            "Dead ReLU units per hidden layer, and per weight matrix the exactly constant "
+            "weights and those of them in a dead unit's row or column",
+        )
+    ],
+)
+def get_units(run_id: RunId, session: SessionDep) -> Result:
+    """Per hidden layer, the units whose ReLU output was 0 for every training sample of the
+    epoch; per weight matrix, its weights exactly unchanged from epoch e-1 to e and how many of
+    those lie in a dead unit's incoming row or outgoing column (each weight once).
+
+    PNG: dead units per layer over the epochs, and per weight matrix the exactly constant
+    weights against those dead units explain."""
+    run = crud.get_run(session, run_id)
+    return Result(units(session, run), (label_of_row(run),))
+
+
+@view(
+    "spectrum",
+    "/runs/{run_id}/spectrum",
+    subject="run",
+    summary="% of each layer's weights constant at every tolerance of the shared ladder",
+    model=SpectrumOut,
+    draw=draw_spectrum,
+    not_found=NOT_MEASURED,
+    tags=["runs"],
+    panels=[
+        Panel(
+            "why",
+            "Movement spectrum: % of each layer's weights constant between epochs at every "
+            "tolerance of the shared ladder (epoch × tolerance)",
+        )
+    ],
+)
+def get_spectrum(run_id: RunId, session: SessionDep) -> Result:
+    """The movement spectrum: constancy from epoch e-1 to e at 0 and at log-spaced tolerances
+    from 1e-7 to 1 (the same ladder for every run), with the run's basis.
+
+    PNG: a heatmap per layer, epoch × tolerance (log axis), colour = % constant."""
+    run = crud.get_run(session, run_id)
+    return Result(spectrum(session, run), (label_of_row(run),))
+
+
+@view(
+    "compare_spectrum",
+    "/compare/spectrum",
+    subject="runs",
+    summary="Runs' movement spectra side by side",
+    model=CompareSpectrumOut,
+    draw=draw_compare_spectrum,
+    not_found=NOT_MEASURED,
+    tags=["compare"],
+    panels=[
+        Panel(
+            "compare",
+            "Movement spectra: % of each layer's weights constant between epochs at every "
+            "tolerance of the shared ladder, a row of heatmaps per run on one colour scale",
+        )
+    ],
+)
+def compare_spectrum(session: SessionDep, runs: SpectrumRunIds) -> Result:
+    """Each run's spectrum, in the order of ``runs``.
+
+    PNG: one row of heatmaps per run (a panel per layer), on one colour scale."""
+    return Result(spectra_compared(session, crud.get_runs(session, runs)))

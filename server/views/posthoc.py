@@ -1,16 +1,16 @@
-"""Constancy at any tolerance after the fact.
+"""The one tolerance resolver: constancy at any tolerance, the same way in every view.
 
-``GET /runs/{id}/constancy?tol=X`` answers, in this order, from the run's own tolerances, from
-its movement spectrum (the ladder every run measures,
-server.core.experiment.SPECTRUM_TOLERANCES), or, for a run with ``keep_snapshots``, from its
-weight snapshots: computed here with NumPy in float32 exactly as the engine's kernel defines
-constancy (worker/engine/constancy.py), and cached per (run, epoch, tolerance) in a cachetools
-LRU, so that a running run only computes its new epochs. Otherwise the 404 lists the tolerances
-the run has and says that snapshots would allow any."""
+A view asked for ``tol`` (a run's constancy, a comparison, a sweep's views) gets each run's
+exact counts at ``tol`` from, in this order: the run's own tolerances; its movement spectrum
+(the ladder every run measures, server.core.experiment.SPECTRUM_TOLERANCES); its weight
+snapshots (a run with ``keep_snapshots``), counted here with NumPy in float32 exactly as the
+engine's kernel defines constancy (worker/engine/constancy.py) and cached per (run, epoch,
+tolerance) in a cachetools LRU, so that a running run only computes its new epochs. Otherwise a
+404 says, for each run, what it has and that snapshots would allow any tolerance."""
 
-import math
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from cachetools import LRUCache
@@ -41,14 +41,6 @@ def constant_count(prev: np.ndarray, curr: np.ndarray, tol: float, basis: str) -
         constant = (diff <= np.float32(tol) * ref) & np.isfinite(ref)
         constant |= curr == prev
     return int(np.count_nonzero(constant))
-
-
-def _matching(tolerances: Sequence[float], tol: float) -> int | None:
-    # As analysis does: lenient only about float spelling (1e-3 vs 0.001); 0 matches only 0.
-    for i, t in enumerate(tolerances):
-        if math.isclose(t, tol, rel_tol=1e-9, abs_tol=0.0):
-            return i
-    return None
 
 
 def snapshot_counts(
@@ -89,25 +81,87 @@ def snapshot_counts(
     return [c for c in found.values() if c is not None]
 
 
-def constancy(session: Session, run: Run, tol: float, files: RunFiles) -> ConstancyOut:
-    """The run's constancy at ``tol``: stored, on its spectrum, or from its snapshots."""
-    try:
-        return analysis.constancy(session, run, tol)
-    except NotComputed as missing:
-        not_stored = missing
-    (measured,) = analysis.with_layers(session, [run])
-    ladder = mechanism.ladders(session, [run])[run.id]
-    index = None if ladder is None else _matching(ladder, tol)
-    if ladder is not None and index is not None:
-        epochs, counts = mechanism.spectrum_counts(session, [run], {run.id: ladder})[run.id]
-        return analysis.constancy_view(measured, ladder[index], epochs, counts[:, :, index])
-    if measured.spec.keep_snapshots:
-        names = [la.name for la in measured.layers]
-        per_epoch = snapshot_counts(files, run, names, tol, measured.spec.basis)
-        counts = np.array(per_epoch, dtype=np.int64).reshape(len(per_epoch), len(names))
-        return analysis.constancy_view(measured, tol, list(range(1, len(per_epoch) + 1)), counts)
-    spectrum = "" if ladder is None else f" and the movement spectrum's {ladder}"
-    raise NotComputed(
-        f"{not_stored}{spectrum}; it keeps no snapshots: a run with keep_snapshots can answer"
-        " any tolerance after the fact from its weights"
-    )
+@dataclass(frozen=True)
+class Resolved:
+    """A run's exact counts at one tolerance: epochs × layers, and the tolerance as the answer
+    states it (the run's own spelling when it has it)."""
+
+    tolerance: float
+    epochs: list[int]
+    counts: np.ndarray
+
+
+def counts_at(
+    session: Session,
+    runs: Sequence[analysis.MeasuredRun],
+    tol: float,
+    files_of: Callable[[int], RunFiles],
+) -> dict[int, Resolved]:
+    """Each run's counts at ``tol``: stored, on its spectrum, or from its snapshots (in that
+    order, for all runs in a fixed number of queries); NotComputed says what each run that has
+    none of them has instead."""
+    found: dict[int, Resolved] = {}
+    own = {
+        r.row.id: t for r in runs if (t := analysis.matching(r.spec.tolerances, tol)) is not None
+    }
+    if own:
+        stored = analysis.stored_counts(session, [r for r in runs if r.row.id in own])
+        for run in runs:
+            if (t := own.get(run.row.id)) is not None:
+                epochs, counts = stored[run.row.id]
+                found[run.row.id] = Resolved(run.spec.tolerances[t], epochs, counts[:, :, t])
+    rest = [r for r in runs if r.row.id not in found]
+    ladder_of = mechanism.ladders(session, [r.row for r in rest]) if rest else {}
+    on_ladder = {
+        r.row.id: i
+        for r in rest
+        if (ladder := ladder_of[r.row.id]) is not None
+        and (i := analysis.matching(ladder, tol)) is not None
+    }
+    if on_ladder:
+        rows = [r.row for r in rest if r.row.id in on_ladder]
+        spectra = mechanism.spectrum_counts(session, rows, ladder_of)
+        for run_id, i in on_ladder.items():
+            epochs, counts = spectra[run_id]
+            ladder = ladder_of[run_id]
+            assert ladder is not None
+            found[run_id] = Resolved(ladder[i], epochs, counts[:, :, i])
+    missing = []
+    for run in rest:
+        if run.row.id in found:
+            continue
+        if run.spec.keep_snapshots:
+            names = [la.name for la in run.layers]
+            per_epoch = snapshot_counts(files_of(run.row.id), run.row, names, tol, run.spec.basis)
+            counts = np.array(per_epoch, dtype=np.int64).reshape(len(per_epoch), len(names))
+            found[run.row.id] = Resolved(tol, list(range(1, len(per_epoch) + 1)), counts)
+            continue
+        ladder = ladder_of[run.row.id]
+        spectrum = "" if ladder is None else f" or on the movement spectrum's ladder {ladder}"
+        missing.append(
+            f"run {run.row.id} has no results for tol={tol:g}: it computed "
+            f"{run.spec.tolerances}{spectrum} and keeps no snapshots"
+        )
+    if missing:
+        raise NotComputed(
+            "; ".join(missing) + " (a run with keep_snapshots answers any tolerance from its"
+            " weights)"
+        )
+    return {r.row.id: found[r.row.id] for r in runs}
+
+
+def percentages_at(
+    session: Session, runs: Sequence[Run], tol: float, files_of: Callable[[int], RunFiles]
+) -> list[analysis.RunPercent]:
+    """Every run's percentages at ``tol`` alone, resolved as above, in the order given."""
+    measured = analysis.with_layers(session, runs)
+    resolved = counts_at(session, measured, tol, files_of)
+    return [analysis.percent_at(run, **vars(resolved[run.row.id])) for run in measured]
+
+
+def constancy(
+    session: Session, run: Run, tol: float, files_of: Callable[[int], RunFiles]
+) -> ConstancyOut:
+    """The run's constancy at ``tol``, resolved as above."""
+    (item,) = percentages_at(session, [run], tol, files_of)
+    return analysis.constancy_out(item)

@@ -20,19 +20,24 @@ import itertools
 import json
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from scipy import special
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from server.api.deps import SessionDep, SettingsDep
+from server.api.routers.params import ID_LIMIT, SweepId, Tolerance
+from server.api.routers.params import Scope as ScopeParam
 from server.core import scope as scopes
 from server.core.errors import InvalidTransition, NotComputed, SweepNotFound
+from server.core.runfiles import RunFiles
 from server.core.schemas import (
     GroupMetrics,
     GroupPoint,
@@ -58,7 +63,16 @@ from server.core.scope import Scope
 from server.core.settings import Settings
 from server.store import crud, lifecycle, limits
 from server.store.models import EpochMetrics, Run, Sweep, utcnow
-from server.views import analysis
+from server.views import analysis, posthoc
+from server.views.figures.draw import (
+    MetricName,
+    draw_sweep_constancy,
+    draw_sweep_difference,
+    draw_sweep_metrics,
+    draw_sweep_summary,
+    sweep_label,
+)
+from server.views.registry import Panel, Result, view
 
 CONFIDENCE = 0.95
 REPLICATE_FIELD = "seed"
@@ -426,6 +440,14 @@ def _series(s: Stats) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Resolving:
+    """A view's one tolerance and where the runs' snapshots are, for the resolver."""
+
+    tol: float
+    files_of: Callable[[int], RunFiles]
+
+
+@dataclass(frozen=True)
 class _Measured:
     """The groups, each with its members that have stored epochs and their percentages."""
 
@@ -444,10 +466,19 @@ class _Measured:
         return np.array(rows).reshape(len(rows), length)
 
 
-def _measure(session: Session, sweep: Sweep, by: Sequence[str]) -> _Measured:
+def _measure(
+    session: Session, sweep: Sweep, by: Sequence[str], at: Resolving | None = None
+) -> _Measured:
+    """The groups and their members' percentages: at every tolerance the runs have, or at
+    ``at``'s one tolerance, resolved as every view resolves it (server.views.posthoc)."""
     runs = members(session, sweep.id)
     started = [r for r in runs if r.epochs_done > 0]
-    percents = {p.run.row.id: p for p in analysis.percentages(session, started)}
+    measured = (
+        analysis.percentages(session, started)
+        if at is None
+        else posthoc.percentages_at(session, started, at.tol, at.files_of)
+    )
+    percents = {p.run.row.id: p for p in measured}
     groups = group(runs, by)
     data = [
         [percents[r.id] for r in g.runs if r.id in percents and percents[r.id].percent.epochs]
@@ -462,9 +493,8 @@ def _tolerances(measured: _Measured, tol: float | None) -> list[float]:
         raise NotComputed("no run of the sweep has stored an epoch yet")
     if tol is None:
         return analysis.shared_tolerances([p.run for p in runs])
-    # Every run must have it (NotComputed names one that has not); the first's spelling.
-    indices = [p.tolerance_index(tol) for p in runs]
-    return [runs[0].run.spec.tolerances[indices[0]]]
+    # Every run has it (resolved); the first's spelling.
+    return [runs[0].tolerances[runs[0].tolerance_index(tol)]]
 
 
 def _group_series(measured: _Measured, g: int, tol: float, scope: Scope) -> GroupSeries:
@@ -480,11 +510,12 @@ def _group_series(measured: _Measured, g: int, tol: float, scope: Scope) -> Grou
 
 
 def constancy(
-    session: Session, sweep: Sweep, tol: float | None, scope: Scope, by: list[str]
+    session: Session, sweep: Sweep, at: Resolving | None, scope: Scope, by: list[str]
 ) -> SweepConstancyOut | SweepConstancyAllOut:
     """Per group and epoch, the mean % of weights constant for ``scope`` and its interval; at
-    ``tol``, or at every tolerance all the runs share."""
-    measured = _measure(session, sweep, by)
+    one tolerance, or at every tolerance all the runs share."""
+    measured = _measure(session, sweep, by, at)
+    tol = None if at is None else at.tol
     tolerances = _tolerances(measured, tol)
     results = [
         SweepConstancyOut(
@@ -560,14 +591,15 @@ def _summary_scopes(measured: _Measured, scope: SummaryScope) -> list[Scope]:
 def summary(
     session: Session,
     sweep: Sweep,
-    tol: float | None,
+    at: Resolving | None,
     scope: SummaryScope,
     epoch: int | None,
     by: list[str],
 ) -> SweepSummaryOut:
     """Dose-response: each group's mean and interval at ``epoch`` (default: the last epoch every
-    group has), per tolerance and per line of ``scope``."""
-    measured = _measure(session, sweep, by)
+    group has), per tolerance (or at one) and per line of ``scope``."""
+    measured = _measure(session, sweep, by, at)
+    tol = None if at is None else at.tol
     tolerances = _tolerances(measured, tol)
     last = min(len(measured.epochs(g)) for g in range(len(measured.groups)))
     if epoch is None:
@@ -612,13 +644,14 @@ def difference(
     sweep: Sweep,
     a: int,
     b: int,
-    tol: float,
+    at: Resolving,
     scope: Scope,
     method: Literal["welch", "paired"],
     by: list[str],
 ) -> SweepDifferenceOut:
     """Group b's mean minus group a's at every epoch both have, with its 95% interval."""
-    measured = _measure(session, sweep, by)
+    measured = _measure(session, sweep, by, at)
+    tol = at.tol
     count = len(measured.groups)
     for name, g in (("a", a), ("b", b)):
         if g >= count:
@@ -687,3 +720,151 @@ def _pair(
         [measured.data[a][ka[k]].run.row.id, measured.data[b][kb[k]].run.row.id] for k in order
     ]
     return pairs, xa[[ka[k] for k in order]], xb[[kb[k] for k in order]]
+
+
+# --- the views (server/views/registry.py) ---------------------------------------------------
+
+NOT_COMPUTED = "Unknown sweep, or a tolerance/layer/epoch not there"
+By = Annotated[
+    str | None,
+    Query(
+        description="comma-separated spec fields the groups are made by (default: every grid "
+        "field but seed; empty: one group)"
+    ),
+]
+SummaryScopeQuery = Annotated[
+    SummaryScope,
+    Query(
+        description="layers (a line per layer), means (all and last2), all, last2 or a layer index"
+    ),
+]
+INTERVAL = "mean over seeds with its 95% interval"
+
+
+def _label(sweep: Sweep) -> str:
+    return sweep_label(sweep.id, sweep.name)
+
+
+def _at(tol: float | None, settings: Settings) -> Resolving | None:
+    return None if tol is None else Resolving(tol, settings.run_files)
+
+
+@view(
+    "sweep_constancy",
+    "/sweeps/{sweep_id}/constancy",
+    subject="sweep",
+    summary="Per group: mean % of weights constant per epoch with its 95% interval",
+    model=SweepConstancyOut | SweepConstancyAllOut,
+    draw=draw_sweep_constancy,
+    not_found=NOT_COMPUTED,
+    tags=["sweeps"],
+    panels=[Panel("sweep", "% of weights constant between epochs, {scope}, {which}: " + INTERVAL)],
+)
+def get_sweep_constancy(
+    sweep_id: SweepId,
+    session: SessionDep,
+    settings: SettingsDep,
+    tol: Tolerance = None,
+    scope: ScopeParam = "all",
+    by: By = None,
+) -> Result:
+    """Without ``tol``, every tolerance all the runs share; a ``tol`` resolves for each run as
+    in ``GET /runs/{run_id}/constancy``. PNG: one panel per tolerance, one line per group with
+    its interval shaded."""
+    sweep = get_sweep(session, sweep_id)
+    data = constancy(session, sweep, _at(tol, settings), scope, parse_by(sweep, by))
+    return Result(data, (_label(sweep),))
+
+
+@view(
+    "sweep_metrics",
+    "/sweeps/{sweep_id}/metrics",
+    subject="sweep",
+    summary="Per group: mean loss and accuracy per epoch with their 95% intervals",
+    model=SweepMetricsOut,
+    draw=draw_sweep_metrics,
+    not_found="No sweep with that id",
+    tags=["sweeps"],
+    panels=[
+        Panel("sweep", f"Train and test loss: {INTERVAL}", {"metric": "loss"}),
+        Panel("sweep", f"Train and test accuracy: {INTERVAL}", {"metric": "accuracy"}),
+    ],
+)
+def get_sweep_metrics(
+    sweep_id: SweepId,
+    session: SessionDep,
+    metric: Annotated[MetricName, Query(description="PNG: loss or accuracy")] = "loss",
+    by: By = None,
+) -> Result:
+    """PNG: train and test panels, one line per group with its interval shaded."""
+    sweep = get_sweep(session, sweep_id)
+    return Result(metrics(session, sweep, parse_by(sweep, by)), (metric, _label(sweep)))
+
+
+@view(
+    "sweep_summary",
+    "/sweeps/{sweep_id}/summary",
+    subject="sweep",
+    summary="Dose-response: every group's mean and 95% interval at one epoch",
+    model=SweepSummaryOut,
+    draw=draw_sweep_summary,
+    not_found=NOT_COMPUTED,
+    tags=["sweeps"],
+    panels=[
+        Panel(
+            "sweep",
+            "Dose-response at the last epoch every group has: mean of all layers and of the "
+            "last two, {which}, with 95% intervals",
+            {"scope": "means"},
+        )
+    ],
+)
+def get_sweep_summary(
+    sweep_id: SweepId,
+    session: SessionDep,
+    settings: SettingsDep,
+    tol: Tolerance = None,
+    scope: SummaryScopeQuery = "means",
+    epoch: Annotated[
+        int | None, Query(ge=1, le=1000, description="default: the last epoch every group has")
+    ] = None,
+    by: By = None,
+) -> Result:
+    """PNG: the first numeric field of ``by`` on a symlog x axis (0 beside 1e-4..1e-2), one
+    line per layer or scope, one panel per tolerance."""
+    sweep = get_sweep(session, sweep_id)
+    data = summary(session, sweep, _at(tol, settings), scope, epoch, parse_by(sweep, by))
+    return Result(data, (_label(sweep),))
+
+
+@view(
+    "sweep_difference",
+    "/sweeps/{sweep_id}/difference",
+    subject="sweep",
+    summary="Group b minus group a per epoch, with its 95% interval (Welch or paired)",
+    model=SweepDifferenceOut,
+    draw=draw_sweep_difference,
+    not_found=NOT_COMPUTED,
+    tags=["sweeps"],
+)
+def get_sweep_difference(
+    sweep_id: SweepId,
+    session: SessionDep,
+    settings: SettingsDep,
+    a: Annotated[int, Query(ge=0, lt=ID_LIMIT, description="a group's index in the views")],
+    b: Annotated[int, Query(ge=0, lt=ID_LIMIT, description="a group's index in the views")],
+    tol: Annotated[float, Query(ge=0, allow_inf_nan=False, description="one of the tolerances")],
+    scope: ScopeParam = "all",
+    method: Annotated[
+        Literal["welch", "paired"],
+        Query(
+            description="welch: unequal variances, Welch–Satterthwaite df; paired: runs matched "
+            "by their grid values outside by (e.g. seed), t with pairs−1 df"
+        ),
+    ] = "welch",
+    by: By = None,
+) -> Result:
+    sweep = get_sweep(session, sweep_id)
+    at = Resolving(tol, settings.run_files)
+    data = difference(session, sweep, a, b, at, scope, method, parse_by(sweep, by))
+    return Result(data, (_label(sweep),))

@@ -39,7 +39,7 @@ from server.core.scope import describe
 from server.core.settings import Settings
 from server.store import crud
 from server.store.models import Run
-from server.views import analysis, mechanism
+from server.views import analysis, mechanism, posthoc, registry
 from server.views.figures.answer import ResponseFormat, _accept_quality
 from server.views.figures.draw import label_of
 
@@ -331,9 +331,10 @@ def new_run(
 
 @dataclass(frozen=True)
 class Figure:
-    """A figure of a page: the view that draws it (``path`` with ``query`` and format=png)."""
+    """A figure of a page: a view's PNG (``path`` with ``query``), with download links."""
 
     caption: str
+    view: str
     path: str
     query: dict[str, Any]
 
@@ -345,17 +346,21 @@ class Figure:
         return _url(self.path, **self.query, format=fmt)
 
 
-def _figures(run: RunOut) -> list[Figure]:
-    base = f"/runs/{run.id}"
-    constant = "% of weights constant between epochs, a panel per tolerance"
-    return [
-        Figure(f"{constant}: each layer", f"{base}/constancy", {"scope": "layers"}),
-        Figure(f"{constant}: mean of all layers", f"{base}/constancy", {"scope": "all"}),
-        Figure(f"{constant}: mean of the last two layers", f"{base}/constancy", {"scope": "last2"}),
-        Figure("Train and test loss", f"{base}/metrics", {"metric": "loss"}),
-        Figure("Train and test accuracy", f"{base}/metrics", {"metric": "accuracy"}),
-        Figure("Variance of each layer's weights (epoch 0: initial)", f"{base}/weights", {}),
-    ]
+def figures(place: registry.Place, subject: int | Sequence[int], **chosen: Any) -> list[Figure]:
+    """The figures the view registry places at ``place`` for a run, runs or a sweep: each
+    view gets the page's choices it takes (``scope``, ``tol``), then its panel's fixed query;
+    captions name the scope and tolerance shown ({scope}, {which})."""
+    tol = chosen.get("tol")
+    texts = {
+        "scope": describe(chosen.get("scope", "all")),
+        "which": "every shared tolerance" if tol is None else f"tolerance {tol:g}",
+    }
+    found = []
+    for view, panel in registry.panels(place):
+        path, query = view.url(subject)
+        query |= {k: v for k, v in chosen.items() if k in view.parameters} | dict(panel.query)
+        found.append(Figure(panel.caption.format(**texts), view.name, path, query))
+    return found
 
 
 @dataclass(frozen=True)
@@ -392,7 +397,7 @@ def _mechanism(session: Session, run_row: Run, run: RunOut) -> Mechanism | str:
             }
             for w in units.weights
         ],
-        figures=_mechanism_figures(run),
+        figures=figures("why", run.id),
     )
 
 
@@ -406,24 +411,6 @@ def _dead_units_rows(units: UnitsOut) -> list[dict[str, Any]]:
         }
         for h in units.hidden
         if h.dead
-    ]
-
-
-def _mechanism_figures(run: RunOut) -> list[Figure]:
-    base = f"/runs/{run.id}"
-    return [
-        Figure(
-            "Dead ReLU units per hidden layer, and per weight matrix the exactly constant "
-            "weights and those of them in a dead unit's row or column",
-            f"{base}/units",
-            {},
-        ),
-        Figure(
-            "Movement spectrum: % of each layer's weights constant between epochs at every "
-            "tolerance of the shared ladder (epoch × tolerance)",
-            f"{base}/spectrum",
-            {},
-        ),
     ]
 
 
@@ -442,7 +429,7 @@ def _run_live_context(session: Session, run_row: Run) -> dict[str, Any]:
         "metrics": metrics,
         "constancy": constancy,
         "last": _last_epoch_table(constancy),
-        "figures": _figures(run) if metrics.epochs else [],
+        "figures": figures("run", run.id) if metrics.epochs else [],
         "why": _mechanism(session, run_row, run) if metrics.epochs else None,
         "version": _version([run]),
         "timing": _timing(run, metrics),
@@ -509,6 +496,7 @@ def run_page(
 def compare_page(
     request: Request,
     session: SessionDep,
+    settings: SettingsDep,
     runs: RunIds,
     scope: Annotated[list[str], Query()] = ["all", "last2"],  # noqa: B006 (FastAPI copies it)
     tol: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
@@ -517,36 +505,29 @@ def compare_page(
     if len(runs) < 2:
         return _error_page(request, 422, "Tick at least two runs to compare them.")
     rows = crud.get_runs(session, runs)
-    # The tolerances the runs share (NotComputed when none), as GET /compare has them.
+    # The tolerances the runs share (NotComputed when none), as GET /compare has them; any
+    # other one resolves as in every view (NotComputed says what each run has instead).
     tolerances = analysis.compare_all(session, rows, "all").tolerances
     if tol is not None and tol not in tolerances:
-        raise NotComputed(f"the runs share no tolerance {tol:g}; they share {tolerances}")
+        posthoc.percentages_at(session, rows, tol, settings.run_files)
     constancy = [analysis.constancy_all(session, row) for row in rows]
     layers = min(len(c.results[0].layers) for c in constancy)
     scopes = [s for s in scope if s in ("all", "last2") or (s.isdigit() and int(s) < layers)]
     ids = ",".join(map(str, runs))
-    which = "every shared tolerance" if tol is None else f"tolerance {tol:g}"
-    figures = [
-        Figure(
-            f"% of weights constant between epochs, {describe(s)}, {which}",
-            "/compare",
-            {"runs": ids, "scope": s, "tol": tol},
-        )
-        for s in scopes
-    ]
     # The runs' spectra side by side, unless one was trained before decaylab measured them.
     ladders = mechanism.ladders(session, rows)
     unmeasured = [row.id for row in rows if ladders[row.id] is None]
-    spectrum = Figure(
-        "Movement spectra: % of each layer's weights constant between epochs at every "
-        "tolerance of the shared ladder, a row of heatmaps per run on one colour scale",
-        "/compare/spectrum",
-        {"runs": ids},
-    )
+
+    # A figure per chosen scope from the views that take one; the others once.
+    def scoped(figure: Figure) -> bool:
+        return "scope" in registry.VIEWS[figure.view].parameters
+
+    shown = [f for s in scopes for f in figures("compare", runs, scope=s, tol=tol) if scoped(f)]
+    (spectrum,) = [f for f in figures("compare", runs) if not scoped(f)]
     context = {
         "runs": [runs_api.run_out(row) for row in rows],
         "ids": ids,
-        "figures": figures,
+        "figures": shown,
         "spectrum": None if unmeasured else spectrum,
         "unmeasured": unmeasured,
         "fields": queries.differing_fields([row.spec for row in rows]),

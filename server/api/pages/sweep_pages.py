@@ -20,6 +20,7 @@ from server.api.pages.routes import (
     _local,
     _url,
     _version,
+    figures,
     page,
     router,
 )
@@ -156,27 +157,10 @@ def delete(
 
 
 def _figures(sweep_id: int, tol: float | None, scope: str, summary: bool = True) -> list[Figure]:
-    """The constancy figure, the dose-response summary (once every group has an epoch: its
-    view is at one epoch all groups have) and the loss and accuracy figures."""
-    base = f"/sweeps/{sweep_id}"
-    which = "every shared tolerance" if tol is None else f"tolerance {tol:g}"
-    interval = "mean over seeds with its 95% interval"
-    figures = [
-        Figure(
-            f"% of weights constant between epochs, {describe(scope)}, {which}: {interval}",
-            f"{base}/constancy",
-            {"scope": scope, "tol": tol},
-        ),
-        Figure(
-            "Dose-response at the last epoch every group has: mean of all layers and of the "
-            f"last two, {which}, with 95% intervals",
-            f"{base}/summary",
-            {"scope": "means", "tol": tol},
-        ),
-        Figure(f"Train and test loss: {interval}", f"{base}/metrics", {"metric": "loss"}),
-        Figure(f"Train and test accuracy: {interval}", f"{base}/metrics", {"metric": "accuracy"}),
-    ]
-    return figures if summary else [f for f in figures if not f.path.endswith("/summary")]
+    """The registry's sweep figures; the dose-response summary once every group has an epoch
+    (its view is at one epoch all groups have)."""
+    shown = figures("sweep", sweep_id, tol=tol, scope=scope)
+    return shown if summary else [f for f in shown if f.view != "sweep_summary"]
 
 
 def _layer_names(sweep: SweepOut) -> list[str]:

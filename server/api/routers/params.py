@@ -24,7 +24,9 @@ Tolerance = Annotated[
     Query(
         ge=0,
         allow_inf_nan=False,
-        description="One of the run's tolerances; without it, every tolerance.",
+        description="A tolerance: one a run computed, one on the movement spectrum's ladder, "
+        "or any for a run with keep_snapshots (the same in every view); without it, every "
+        "tolerance the runs computed.",
     ),
 ]
 

@@ -1,52 +1,28 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, RedirectResponse
 
 from server.api.deps import AdmittedSpec, SessionDep, SettingsDep, WriteSessionDep
-from server.api.routers.params import Limit, Offset, RunId, Tolerance
+from server.api.routers.params import Limit, Offset, RunId
 from server.core.errors import NotComputed
 from server.core.schemas import (
     PRIORITY_MAX,
     PRIORITY_MIN,
-    ConstancyAllOut,
-    ConstancyOut,
     ErrorOut,
-    MetricsOut,
     RunList,
     RunOut,
     RunPatch,
     RunStatus,
-    WeightStatsOut,
 )
-from server.core.scope import FigureScope
 from server.store import crud
 from server.store.models import Run
-from server.views import analysis, posthoc
-from server.views.figures.answer import PNG_RESPONSE, AnswerDep, OptionsDep
-from server.views.figures.draw import (
-    MetricName,
-    draw_constancy,
-    draw_metrics,
-    draw_weight_stats,
-    label_of,
-)
-from server.views.figures.render import RendererDep
-from server.views.figures.report import report_html
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
 BINARY = {"type": "string", "format": "binary"}
 NOT_FOUND = {404: {"model": ErrorOut, "description": "No run with that id"}}
 CONFLICT = {409: {"model": ErrorOut, "description": "Not possible in the run's status"}}
-
-FigureScopeQuery = Annotated[
-    FigureScope,
-    Query(
-        description="PNG: layers (a line each), all (mean of all layers), last2 (of the last two)"
-    ),
-]
-MetricQuery = Annotated[MetricName, Query(description="PNG: loss or accuracy (JSON has both)")]
 
 
 def run_out(run: Run) -> RunOut:
@@ -132,77 +108,15 @@ def delete_run(run_id: RunId, session: WriteSessionDep, settings: SettingsDep) -
 
 
 @router.get(
-    "/{run_id}/metrics",
-    summary="Loss and accuracy (fractions) per epoch so far",
-    response_model=MetricsOut,
-    responses=NOT_FOUND | PNG_RESPONSE,
-)
-def get_metrics(
-    run_id: RunId, session: SessionDep, answer: AnswerDep, metric: MetricQuery = "loss"
-) -> MetricsOut | Response:
-    """PNG: train vs test ``metric`` per epoch."""
-    run = crud.get_run(session, run_id)
-    return answer(analysis.metrics(session, run), draw_metrics, metric, label_of(run_out(run)))
-
-
-@router.get(
-    "/{run_id}/constancy",
-    summary="% of each layer's weights constant from epoch e-1 to e",
-    response_model=ConstancyOut | ConstancyAllOut,
-    responses={404: {"model": ErrorOut, "description": "Unknown run or tolerance not computed"}}
-    | PNG_RESPONSE,
-)
-def get_constancy(
-    run_id: RunId,
-    session: SessionDep,
-    settings: SettingsDep,
-    answer: AnswerDep,
-    tol: Tolerance = None,
-    scope: FigureScopeQuery = "layers",
-) -> ConstancyOut | ConstancyAllOut | Response:
-    """Per layer, the mean of all layers and of the last two; without ``tol``, every tolerance.
-
-    A ``tol`` the run did not measure is read from its movement spectrum when it is on the
-    ladder, or computed exactly from its snapshots when it has them (``keep_snapshots``).
-
-    PNG: one panel per tolerance (one with ``tol``), drawing what ``scope`` says."""
-    run = crud.get_run(session, run_id)
-    data: ConstancyOut | ConstancyAllOut = (
-        analysis.constancy_all(session, run)
-        if tol is None
-        else posthoc.constancy(session, run, tol, settings.run_files(run_id))
-    )
-    return answer(data, draw_constancy, scope, label_of(run_out(run)))
-
-
-@router.get(
-    "/{run_id}/weights",
-    summary="Each layer's weight variance per epoch (epoch 0 = initial weights)",
-    response_model=WeightStatsOut,
-    responses=NOT_FOUND | PNG_RESPONSE,
-)
-def get_weight_stats(
-    run_id: RunId, session: SessionDep, answer: AnswerDep
-) -> WeightStatsOut | Response:
-    run = crud.get_run(session, run_id)
-    return answer(analysis.weight_stats(session, run), draw_weight_stats, label_of(run_out(run)))
-
-
-@router.get(
     "/{run_id}/report",
-    summary="One HTML page with the run's spec, status and every figure inline",
-    response_class=HTMLResponse,
-    responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}} | NOT_FOUND,
+    summary="The run's page in the UI (this older report page moved there)",
+    status_code=status.HTTP_308_PERMANENT_REDIRECT,
+    response_class=RedirectResponse,
+    responses={308: {"description": "To /ui/runs/{run_id}"}} | NOT_FOUND,
 )
-def get_report(
-    run_id: RunId, session: SessionDep, options: OptionsDep, renderer: RendererDep
-) -> HTMLResponse:
-    """Self-contained (figures as data: URIs); ``width``/``height``/``dpi`` size each figure."""
-    run = crud.get_run(session, run_id)
-    metrics = analysis.metrics(session, run)
-    constancy = analysis.constancy_all(session, run)
-    weights = analysis.weight_stats(session, run)
-    return HTMLResponse(report_html(renderer, run_out(run), metrics, constancy, weights, options))
+def get_report(run_id: RunId, session: SessionDep) -> RedirectResponse:
+    crud.get_run(session, run_id)
+    return RedirectResponse(f"/ui/runs/{run_id}", status_code=status.HTTP_308_PERMANENT_REDIRECT)
 
 
 @router.get(

@@ -9,7 +9,7 @@ import io
 import math
 import textwrap
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from matplotlib import colormaps
@@ -131,6 +131,11 @@ def run_label(run_id: int, name: str | None, weight_decay: float) -> str:
 
 def label_of(run: RunOut) -> str:
     return run_label(run.id, run.name, run.spec.weight_decay)
+
+
+def label_of_row(run: Any) -> str:
+    """``label_of`` for a stored run (server.store.models.Run: its spec is a dict)."""
+    return run_label(run.id, run.name, run.spec["weight_decay"])
 
 
 # --- the shared look ---

@@ -26,9 +26,15 @@ Draw = Callable[Concatenate[BaseModel, FigureOptions, ...], bytes]
 
 
 def figure_key(
-    draw: Callable[..., bytes], data: BaseModel, options: FigureOptions, *args: Hashable
+    draw: Callable[..., bytes],
+    data: BaseModel,
+    options: FigureOptions,
+    *args: Hashable,
+    digest: bytes | None = None,
 ) -> Hashable:
-    digest = hashlib.blake2b(data.model_dump_json().encode(), digest_size=16).digest()
+    """``digest``: of the data's JSON, when the caller has it (the view cache does)."""
+    if digest is None:
+        digest = hashlib.blake2b(data.model_dump_json().encode(), digest_size=16).digest()
     return (draw, type(data).__name__, digest, options, args)
 
 
@@ -46,10 +52,15 @@ class Renderer:
         self._pending: dict[Hashable, Future[bytes]] = {}
 
     def submit(
-        self, draw: Draw, data: BaseModel, options: FigureOptions, *args: Hashable
+        self,
+        draw: Draw,
+        data: BaseModel,
+        options: FigureOptions,
+        *args: Hashable,
+        digest: bytes | None = None,
     ) -> Future[bytes]:
         """The PNG of ``draw(data, options, *args)``: cached, being drawn, or drawn now."""
-        key = figure_key(draw, data, options, *args)
+        key = figure_key(draw, data, options, *args, digest=digest)
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:
@@ -67,8 +78,15 @@ class Renderer:
         future.add_done_callback(lambda f: self._store(key, f))
         return future
 
-    def render(self, draw: Draw, data: BaseModel, options: FigureOptions, *args: Hashable) -> bytes:
-        return self.submit(draw, data, options, *args).result()
+    def render(
+        self,
+        draw: Draw,
+        data: BaseModel,
+        options: FigureOptions,
+        *args: Hashable,
+        digest: bytes | None = None,
+    ) -> bytes:
+        return self.submit(draw, data, options, *args, digest=digest).result()
 
     def _store(self, key: Hashable, future: Future[bytes]) -> None:
         with self._lock:
