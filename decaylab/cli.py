@@ -23,6 +23,7 @@ from decaylab.client import (
     Scope,
     Sweep,
 )
+from decaylab.views import VIEWS
 
 # Exit codes (also in `decaylab --help`).
 EXIT_OK = 0
@@ -401,13 +402,30 @@ def _scope_text(scope: Scope) -> str:
     )
 
 
-VIEWS: dict[str, Callable[[Client, int], pd.DataFrame]] = {
-    "constancy": Client.constancy,
-    "metrics": Client.metrics,
-    "weights": Client.weights,
-    "units": Client.units,
-    "spectrum": Client.spectrum,
-}
+# A run's views and a sweep's, as the API's registry declares them (decaylab/views.py).
+RUN_VIEWS = [name for name, v in VIEWS.items() if v.subject == "run"]
+SWEEP_VIEWS = [name.removeprefix("sweep_") for name, v in VIEWS.items() if v.subject == "sweep"]
+
+
+def _params(pairs: Iterable[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` options as a view's query (the API checks names and values)."""
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--param")
+        params[name] = value
+    return params
+
+
+param_option = click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A query parameter of the view, e.g. -p tol=0.001 (repeat for several).",
+)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -415,12 +433,14 @@ VIEWS: dict[str, Callable[[Client, int], pd.DataFrame]] = {
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv")
 @click.option(
     "--view",
-    type=click.Choice(list(VIEWS)),
+    type=click.Choice(RUN_VIEWS),
     default="constancy",
     show_default=True,
-    help="Which analysis: constancy (every tolerance), metrics, weight variances, dead units "
-    "with the exactly constant weights they explain, or the movement spectrum.",
+    help="Which analysis: "
+    + "; ".join(f"{name}: {VIEWS[name].summary}" for name in RUN_VIEWS)
+    + ".",
 )
+@param_option
 @click.option(
     "-o",
     "--output",
@@ -429,18 +449,18 @@ VIEWS: dict[str, Callable[[Client, int], pd.DataFrame]] = {
     help="File to write.",
 )
 @pass_client
-def export(client: Client, runs: tuple[int, ...], fmt: str, view: str, output: Path) -> None:
+def export(
+    client: Client,
+    runs: tuple[int, ...],
+    fmt: str,
+    view: str,
+    params: tuple[str, ...],
+    output: Path,
+) -> None:
     """Write RUNS' analysis as one tidy table (a row per value, a run_id column)."""
-    table = pd.concat([VIEWS[view](client, run) for run in runs], ignore_index=True)
-    if fmt == "parquet":
-        try:
-            table.to_parquet(output, index=False)
-        except ImportError as error:
-            raise click.UsageError(
-                f"--format parquet needs pyarrow: pip install 'decaylab[parquet]' ({error})"
-            ) from error
-    else:
-        table.to_csv(output, index=False)
+    query = _params(params)
+    table = pd.concat([client.view(view, run, **query) for run in runs], ignore_index=True)
+    _write(table, fmt, output)
     click.echo(f"wrote {len(table)} rows of {view} of {_runs_text(runs)} to {output}")
 
 
@@ -621,12 +641,15 @@ def sweep_rm(client: Client, sweep_id: int, as_json: bool) -> None:
         click.echo(f"deleted sweep {sweep_id}")
 
 
-SWEEP_VIEWS = ("constancy", "metrics", "summary")
-
-
 @sweep.command("export", epilog=EXIT_CODES_HELP)
 @click.argument("sweep_id", metavar="SWEEP", type=click.IntRange(min=1))
-@click.option("--view", type=click.Choice(SWEEP_VIEWS), default="constancy", show_default=True)
+@click.option(
+    "--view",
+    type=click.Choice(SWEEP_VIEWS),
+    default="constancy",
+    show_default=True,
+    help="; ".join(f"{name}: {VIEWS['sweep_' + name].summary}" for name in SWEEP_VIEWS) + ".",
+)
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv")
 @click.option("--tol", type=float, help="One tolerance (default: every one the runs share).")
 @click.option(
@@ -636,6 +659,7 @@ SWEEP_VIEWS = ("constancy", "metrics", "summary")
 )
 @click.option("--by", help="Comma-separated spec fields that make the groups (default: the "
               "grid's fields but seed; '' for one group).")  # fmt: skip
+@param_option
 @click.option(
     "-o",
     "--output",
@@ -652,15 +676,15 @@ def sweep_export(
     tol: float | None,
     scope: str | None,
     by: str | None,
+    params: tuple[str, ...],
     output: Path,
 ) -> None:
-    """Write a sweep view as one tidy table (a row per group and epoch, a column per field)."""
-    if view == "metrics":
-        table = client.sweep_metrics(sweep_id, by=by)
-    elif view == "summary":
-        table = client.sweep_summary(sweep_id, tol=tol, scope=_scope(scope or "means"), by=by)
-    else:
-        table = client.sweep_constancy(sweep_id, tol=tol, scope=_scope(scope or "all"), by=by)
+    """Write a sweep view as one tidy table (a row per group and epoch, a column per field),
+    e.g. --view difference -p a=0 -p b=1 --tol 0."""
+    name = f"sweep_{view}"
+    given = {"tol": tol, "scope": None if scope is None else _scope(scope), "by": by}
+    query = {k: v for k, v in given.items() if k in VIEWS[name].parameters} | _params(params)
+    table = client.view(name, sweep_id, **query)
     _write(table, fmt, output)
     click.echo(f"wrote {len(table)} rows of {view} of sweep {sweep_id} to {output}")
 

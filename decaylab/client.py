@@ -25,6 +25,8 @@ import pandas as pd
 from httpx_sse import connect_sse
 from tqdm.auto import tqdm
 
+from decaylab.views import VIEWS, View
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 # The first wait before opening a dropped event stream again; doubled on each further try.
 RECONNECT_SECONDS = 0.5
@@ -223,13 +225,6 @@ def _sweep_id(sweep: SweepLike) -> int:
     return sweep.id if isinstance(sweep, Sweep) else int(sweep)
 
 
-def _by(by: str | Iterable[str] | None) -> dict[str, Any]:
-    """``by=``: spec fields comma-separated; an empty list makes one group of every run."""
-    if by is None:
-        return {}
-    return {"by": by if isinstance(by, str) else ",".join(by)}
-
-
 class Client:
     """The decaylab API at ``url`` with bearer ``token``.
 
@@ -406,162 +401,79 @@ class Client:
         with ThreadPoolExecutor(max_workers=len(ids), thread_name_prefix="decaylab-wait") as pool:
             return list(pool.map(follow, range(len(ids)), ids))
 
-    # Analysis views, as tidy DataFrames (the API's CSV: one row per value)
+    # Analysis views: every view of the API's registry (decaylab/views.py) as a tidy DataFrame
+    # (its CSV: one row per value) and as a figure; each also has a method of its own name
+    # (``constancy``, ``constancy_png``, ...), attached below the class.
 
-    def _table(self, path: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        text = self._request("GET", path, params={**(params or {}), "format": "csv"}).text
+    def view(self, name: str, subject: Any, /, **params: Any) -> pd.DataFrame:
+        """The view ``name`` of a run, runs or a sweep (as the view's subject is) as a tidy
+        DataFrame; ``params`` are the view's query (``decaylab.views.VIEWS[name].parameters``):
+        None leaves one out, a list is sent comma-separated."""
+        path, query = _view_query(name, subject, params)
+        text = self._request("GET", path, params=query | {"format": "csv"}).text
         return pd.read_csv(io.StringIO(text), dtype=CSV_DTYPES)
 
-    def metrics(self, run: RunLike) -> pd.DataFrame:
-        """Columns run_id, epoch, metric (train_loss, train_accuracy, test_loss, test_accuracy,
-        epoch_seconds), value."""
-        return self._table(f"/runs/{_run_id(run)}/metrics")
-
-    def constancy(self, run: RunLike, tol: float | None = None) -> pd.DataFrame:
-        """% of weights constant from epoch e-1 to e at ``tol`` (default: every tolerance).
-
-        Columns run_id, tolerance, basis, epoch, layer, name, parameters, constant, percent;
-        ``layer`` is the layer's index, or ``all``/``last2`` for the means over the layers."""
-        return self._table(f"/runs/{_run_id(run)}/constancy", _tol(tol))
-
-    def weights(self, run: RunLike) -> pd.DataFrame:
-        """Each layer's weight variance: columns run_id, epoch, layer, name, parameters,
-        variance (epoch 0 is the initial weights)."""
-        return self._table(f"/runs/{_run_id(run)}/weights")
-
-    def compare(
-        self, runs: Iterable[RunLike], tol: float | None = None, scope: Scope = "all"
-    ) -> pd.DataFrame:
-        """The runs side by side: columns tolerance, layer (the scope), run_id, name,
-        weight_decay, epoch, percent; every tolerance the runs share unless ``tol``."""
-        return self._table("/compare", _compare_params(runs, tol, scope))
-
-    def units(self, run: RunLike) -> pd.DataFrame:
-        """Why weights stay constant: a row per weight matrix and epoch.
-
-        Columns run_id, epoch, layer, name, parameters, constant (weights exactly unchanged
-        from epoch e-1 to e), explained (those in a dead unit's row or column), units and dead
-        (the hidden layer after the matrix: its units and those that never fired in the epoch;
-        empty for the output layer). Which units were dead is in ``GET /runs/{id}/units``."""
-        return self._table(f"/runs/{_run_id(run)}/units")
-
-    def spectrum(self, run: RunLike) -> pd.DataFrame:
-        """The movement spectrum: % of each layer's weights constant at every tolerance of the
-        ladder all runs share. The columns of :meth:`constancy` (run_id, tolerance, basis,
-        epoch, layer, name, parameters, constant, percent), without the means."""
-        return self._table(f"/runs/{_run_id(run)}/spectrum")
-
-    def compare_spectrum(self, runs: Iterable[RunLike]) -> pd.DataFrame:
-        """The runs' spectra, in their order: columns run_id, name (the run's), weight_decay,
-        basis, tolerance, epoch, layer, parameters, constant, percent."""
-        return self._table("/compare/spectrum", {"runs": _ids(runs)})
-
-    def sweep_constancy(
-        self,
-        sweep: SweepLike,
-        tol: float | None = None,
-        scope: Scope = "all",
-        by: str | Iterable[str] | None = None,
-    ) -> pd.DataFrame:
-        """Per group of the sweep's runs and epoch: the mean % of weights constant and its 95%
-        interval. Columns sweep_id, tolerance, layer (the scope), a column per ``by`` field
-        (default: the grid's fields but seed), n, epoch, mean, ci_low, ci_high (empty for n=1)."""
-        params = {"scope": scope} | _tol(tol) | _by(by)
-        return self._table(f"/sweeps/{_sweep_id(sweep)}/constancy", params)
-
-    def sweep_metrics(
-        self, sweep: SweepLike, by: str | Iterable[str] | None = None
-    ) -> pd.DataFrame:
-        """Per group and epoch, mean train/test loss and accuracy with their intervals: columns
-        sweep_id, metric, a column per ``by`` field, n, epoch, mean, ci_low, ci_high."""
-        return self._table(f"/sweeps/{_sweep_id(sweep)}/metrics", _by(by))
-
-    def sweep_summary(
-        self,
-        sweep: SweepLike,
-        tol: float | None = None,
-        scope: Scope | Literal["layers", "means"] = "means",
-        epoch: int | None = None,
-        by: str | Iterable[str] | None = None,
-    ) -> pd.DataFrame:
-        """Dose-response: every group at one epoch (default: the last every group has), per
-        tolerance and line of ``scope``: columns sweep_id, epoch, tolerance, layer, a column per
-        ``by`` field, n, mean, sd, ci_low, ci_high."""
-        params = {"scope": scope} | _tol(tol) | _by(by)
-        if epoch is not None:
-            params["epoch"] = epoch
-        return self._table(f"/sweeps/{_sweep_id(sweep)}/summary", params)
-
-    # Figures (PNG)
-
-    def _figure(self, path: str, params: Mapping[str, Any]) -> Figure:
-        query = {k: v for k, v in params.items() if v is not None} | {"format": "png"}
-        return Figure(self._request("GET", path, params=query).content)
-
-    def metrics_png(
-        self, run: RunLike, metric: Literal["loss", "accuracy"] = "loss", **size: int
-    ) -> Figure:
-        """Train vs test loss or accuracy; ``size``: width, height (pixels), dpi."""
-        return self._figure(f"/runs/{_run_id(run)}/metrics", {"metric": metric} | size)
-
-    def constancy_png(
-        self,
-        run: RunLike,
-        tol: float | None = None,
-        scope: Literal["layers", "all", "last2"] = "layers",
-        **size: int,
-    ) -> Figure:
-        """One panel per tolerance (one with ``tol``): a line per layer, or the mean."""
-        params = {"tol": tol, "scope": scope} | size
-        return self._figure(f"/runs/{_run_id(run)}/constancy", params)
-
-    def weights_png(self, run: RunLike, **size: int) -> Figure:
-        return self._figure(f"/runs/{_run_id(run)}/weights", size)
-
-    def compare_png(
-        self,
-        runs: Iterable[RunLike],
-        tol: float | None = None,
-        scope: Scope = "all",
-        **size: int,
-    ) -> Figure:
-        """One line per run, one panel per shared tolerance (one with ``tol``)."""
-        return self._figure("/compare", _compare_params(runs, tol, scope) | size)
-
-    def units_png(self, run: RunLike, **size: int) -> Figure:
-        """Dead units per hidden layer over the epochs; per weight matrix, its exactly constant
-        weights against those dead units explain."""
-        return self._figure(f"/runs/{_run_id(run)}/units", size)
-
-    def spectrum_png(self, runs: RunLike | Iterable[RunLike], **size: int) -> Figure:
-        """A run's movement spectrum (a heatmap per layer, epoch × tolerance), or several runs'
-        side by side (a row per run, one colour scale) when ``runs`` is a list."""
-        if isinstance(runs, RunLike):
-            return self._figure(f"/runs/{_run_id(runs)}/spectrum", size)
-        return self._figure("/compare/spectrum", {"runs": _ids(runs)} | size)
-
-    def sweep_png(
-        self,
-        sweep: SweepLike,
-        view: Literal["constancy", "summary", "metrics", "difference"] = "constancy",
-        by: str | Iterable[str] | None = None,
-        **params: Any,
-    ) -> Figure:
-        """A sweep view's figure; ``params`` are the view's query (tol, scope, epoch, metric,
-        a and b, method; width, height, dpi), e.g. ``sweep_png(1, "summary", scope="layers")``."""
-        return self._figure(f"/sweeps/{_sweep_id(sweep)}/{view}", params | _by(by))
+    def figure(self, name: str, subject: Any, /, **params: Any) -> Figure:
+        """The view ``name``'s figure; ``params`` as for :meth:`view`, and the PNG's width and
+        height (pixels) and dpi."""
+        path, query = _view_query(name, subject, params, FIGURE_SIZE)
+        return Figure(self._request("GET", path, params=query | {"format": "png"}).content)
 
 
-def _tol(tol: float | None) -> dict[str, Any]:
-    return {} if tol is None else {"tol": tol}
+# The figure's size parameters, which every view's PNG takes besides its own.
+FIGURE_SIZE = ("width", "height", "dpi")
+
+
+def _view_query(
+    name: str, subject: Any, params: Mapping[str, Any], extra: tuple[str, ...] = ()
+) -> tuple[str, dict[str, Any]]:
+    """A view's path and query for ``subject`` (a run, runs or a sweep) and ``params``."""
+    try:
+        view = VIEWS[name]
+    except KeyError:
+        raise ValueError(f"no view {name!r}; the views: {', '.join(VIEWS)}") from None
+    unknown = set(params) - set(view.parameters) - set(extra)
+    if unknown:
+        takes = ", ".join(view.parameters + extra) or "nothing"
+        raise TypeError(f"{name} takes {takes}; not {', '.join(sorted(unknown))}")
+    query = {
+        k: v if isinstance(v, str | int | float) else ",".join(map(str, v))
+        for k, v in params.items()
+        if v is not None
+    }
+    if view.subject == "runs":
+        return view.path, query | {"runs": _ids(subject)}
+    if view.subject == "run":
+        return view.path.format(run_id=_run_id(subject)), query
+    return view.path.format(sweep_id=_sweep_id(subject)), query
+
+
+def _view_methods(name: str, view: View) -> None:
+    """``Client.<name>`` (a DataFrame) and ``Client.<name>_png`` (a Figure) for a view."""
+    takes = ", ".join(view.parameters) or "no parameters"
+
+    def table(self: Client, subject: Any, /, **params: Any) -> pd.DataFrame:
+        return self.view(name, subject, **params)
+
+    def png(self: Client, subject: Any, /, **params: Any) -> Figure:
+        return self.figure(name, subject, **params)
+
+    what = {"run": "a run", "runs": "runs (in their order)", "sweep": "a sweep"}[view.subject]
+    for method, suffix, returns in ((table, "", "a tidy DataFrame"), (png, "_png", "a Figure")):
+        method.__name__ = method.__qualname__ = f"{name}{suffix}"
+        method.__doc__ = (
+            f"{view.summary}, of {what}, as {returns} (GET {view.path}). Takes {takes}"
+            + (", and width, height, dpi." if suffix else ".")
+        )
+        setattr(Client, method.__name__, method)
+
+
+for _name, _view in VIEWS.items():
+    _view_methods(_name, _view)
 
 
 def _ids(runs: Iterable[RunLike]) -> str:
     return ",".join(str(_run_id(r)) for r in runs)
-
-
-def _compare_params(runs: Iterable[RunLike], tol: float | None, scope: Scope) -> dict[str, Any]:
-    return {"runs": _ids(runs), "scope": scope} | _tol(tol)
 
 
 def _raise_for_status(response: httpx.Response) -> None:

@@ -126,7 +126,7 @@ def test_the_seed_pair_as_dataframes_equal_to_the_json_views(served, tiny_spec):
     for figure in (
         client.units_png(first, width=400, height=300),
         client.spectrum_png(first),
-        client.spectrum_png(runs, width=600, height=500),
+        client.compare_spectrum_png(runs, width=600, height=500),
     ):
         assert figure.png.startswith(b"\x89PNG\r\n\x1a\n")
 

@@ -68,7 +68,7 @@ def test_a_sweep_submitted_waited_for_and_read_as_dataframes(processes, tmp_path
     assert frame["mean"].tolist() == [p["mean"] for p in points]
     assert frame["sd"].tolist() == [p["sd"] for p in points]
     assert set(frame["epoch"]) == {3}
-    png = client.sweep_png(sweep_id, "summary", scope="layers")
+    png = client.sweep_summary_png(sweep_id, scope="layers")
     assert png.png.startswith(b"\x89PNG")
 
     # The CLI's exports are the same tables.
