@@ -184,3 +184,37 @@ def test_a_queued_run_answers_empty_views(client, tiny_spec):
     for path in (f"/runs/{run_id}/units", f"/runs/{run_id}/spectrum"):
         response = client.get(path, params=PNG)
         assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
+
+
+def test_compare_resolves_a_tolerance_as_the_run_views_do(client, trained):
+    """One answer per question: /compare (and so `decaylab compare`) answers every tolerance
+    the run's own constancy view answers, from the same place."""
+    baseline, decay = trained
+
+    def run_view(run_id: int, tol: float) -> dict:
+        return client.get(f"/runs/{run_id}/constancy", params={"tol": tol}).json()
+
+    # On the spectrum's ladder, for a run with snapshots and one without.
+    compared = client.get("/compare", params={"runs": f"{decay},{baseline}", "tol": 1e-5})
+    assert compared.status_code == 200, compared.text
+    body = compared.json()
+    assert body["tolerance"] == 1e-5 and [r["run_id"] for r in body["runs"]] == [decay, baseline]
+    for entry in body["runs"]:
+        assert entry["percent"] == run_view(entry["run_id"], 1e-5)["mean"]
+    # Off the ladder: from the snapshots of the run that keeps them ...
+    alone = client.get("/compare", params={"runs": baseline, "tol": 0.0123, "scope": "last2"})
+    assert alone.status_code == 200
+    assert alone.json()["runs"][0]["percent"] == run_view(baseline, 0.0123)["last_two_mean"]
+    # ... and a 404 naming the run that has none, what it has, and what would allow it.
+    missing = client.get("/compare", params={"runs": f"{baseline},{decay}", "tol": 0.0123})
+    assert missing.status_code == 404
+    detail = missing.json()["detail"]
+    assert f"run {decay} has no results for tol=0.0123" in detail and "keep_snapshots" in detail
+    assert f"run {baseline}" not in detail
+    # The comparison's figure and table answer the same tolerance.
+    png = client.get("/compare", params={"runs": f"{decay},{baseline}", "tol": 1e-5, **PNG})
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    csv = client.get(
+        "/compare", params={"runs": f"{decay},{baseline}", "tol": 1e-5, "format": "csv"}
+    )
+    assert csv.status_code == 200 and "1e-05" in csv.text

@@ -3,7 +3,6 @@
 Runs are stored with random results through the store (as a worker would); the figures are
 decoded and checked for size and content, the render cache through the app's renderer."""
 
-import base64
 import io
 import random
 import re

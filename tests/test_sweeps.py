@@ -9,11 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import random_epoch, run_of
+from conftest import run_of, train_all
 from scipy import stats as scipy_stats
 from sqlalchemy import func, select
 
-from server.core import records
 from server.core.schemas import RunSpec, RunStatus
 from server.core.settings import Settings
 from server.store import crud, jobs
@@ -28,34 +27,6 @@ def post_sweep(client, grid: dict[str, list[Any]], **more: Any) -> dict[str, Any
     assert response.status_code == 201, response.text
     assert response.headers["location"] == f"/sweeps/{response.json()['id']}"
     return response.json()
-
-
-def train_all(db, rng: random.Random, epochs: dict[int, int] | None = None) -> None:
-    """A pretend worker: claims every queued run and stores random epochs for it (``epochs``
-    per run id, default its spec's), leaving it succeeded."""
-    tensors = [records.TensorInfo(i, f"layers.{i}.weight", n) for i, n in enumerate(LAYERS)]
-    while True:
-        with db.write() as session:
-            claim = jobs.claim_run(session, "test:1", lease_seconds=60)
-        if claim is None:
-            return
-        lease = claim.lease
-        with db.write() as session:
-            jobs.start_training(
-                session,
-                lease,
-                start_epoch=0,
-                device="cpu",
-                tensors=tensors,
-                initial_variances=[0.1] * len(tensors),
-            )
-        count = (epochs or {}).get(lease.run_id, claim.spec.epochs)
-        for e in range(1, count + 1):
-            record = random_epoch(rng, e, tensors, len(claim.spec.tolerances))
-            with db.write() as session:
-                jobs.record_epoch(session, lease, record, lease_seconds=60)
-        with db.write() as session:
-            jobs.finish_run(session, lease, RunStatus.succeeded)
 
 
 def stored(db) -> tuple[int, int]:
