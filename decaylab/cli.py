@@ -23,7 +23,7 @@ from decaylab.client import (
     Scope,
     Sweep,
 )
-from decaylab.views import VIEWS
+from decaylab.views import FINISHED, STATUSES, VIEWS
 
 # Exit codes (also in `decaylab --help`).
 EXIT_OK = 0
@@ -275,7 +275,7 @@ def watch(client: Client, runs: tuple[int, ...], as_json: bool) -> None:
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.option(
     "--status",
-    type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]),
+    type=click.Choice(STATUSES),
     help="Only runs in this status.",
 )
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
@@ -504,7 +504,7 @@ class GridType(click.ParamType):
 
 def sweep_line(sweep: Sweep) -> str:
     progress = sweep.progress
-    finished = sum(progress["by_status"].get(s, 0) for s in ("succeeded", "failed", "cancelled"))
+    finished = sum(progress["by_status"].get(s, 0) for s in FINISHED)
     grid = " × ".join(f"{field}={_text(values)}" for field, values in sweep.grid.items())
     return (
         f"sweep {sweep.id}  {sweep.status:<9}  {finished}/{progress['runs']} runs  "

@@ -25,12 +25,11 @@ import pandas as pd
 from httpx_sse import connect_sse
 from tqdm.auto import tqdm
 
-from decaylab.views import VIEWS, View
+from decaylab.views import FINISHED, VIEWS, View
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 # The first wait before opening a dropped event stream again; doubled on each further try.
 RECONNECT_SECONDS = 0.5
-FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 # Column types of the CSV views. ``layer`` is a layer index or a mean ("all", "last2"), so it
 # is text throughout; counts are empty on the mean rows (and a hidden layer's on the output

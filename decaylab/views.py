@@ -1,10 +1,15 @@
-"""The API's analysis views, as the server's registry declares them.
+"""The API's analysis views, as the server's registry declares them, and its run
+statuses.
 
 Generated from server/views/registry.py by ``python -m server.views.registry``
 (tests/test_views.py checks that it is current): do not edit. The client's view
 methods and the CLI's ``export --view`` choices come from this table."""
 
 from typing import Literal, NamedTuple
+
+# A run's statuses, and those it ends in (server/store/lifecycle.py).
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINISHED = frozenset(("cancelled", "failed", "succeeded"))
 
 
 class View(NamedTuple):

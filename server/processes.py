@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-FINISHED = ("succeeded", "failed", "cancelled")
+from server.store.lifecycle import FINISHED
+
 # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly.
 CLEAN_EXITS = (0, -signal.SIGTERM)
 POLL_SECONDS = 0.05

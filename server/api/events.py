@@ -18,12 +18,12 @@ from sqlalchemy import select
 
 from server.core.schemas import RunSpec
 from server.store.db import Database
+from server.store.lifecycle import FINISHED
 from server.store.models import Run
 from server.views import analysis
 
 log = logging.getLogger(__name__)
 
-FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 # A watched run that disappears (deleted while queued) ends its streams with this status.
 DELETED = "deleted"
 ENDED = FINISHED | {DELETED}

@@ -1,11 +1,12 @@
-"""The experiment's facts (../shared/REFERENCE.md): the data's shape, the datasets' sizes and the
-seed's tolerances. The API's limits and the engine both read them from here."""
+"""The experiment's facts (docs/experiment.md): the data's shape, the datasets' sizes, the
+network's layers and the tensors measured, and the original experiment's tolerances. The API,
+its limits and figures, and the engine all read them from here."""
 
 from itertools import pairwise
 
 # A CIFAR image: 3 colour planes of 32 × 32 pixels, flattened for the MLP.
 IMAGE_SHAPE = (3, 32, 32)
-IN_FEATURES = 3 * 32 * 32
+IN_FEATURES = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
 CLASSES = 10
 # (train, test) samples: what CIFAR-10 has, and what the synthetic set generates by default.
 DATASET_SIZES: dict[str, tuple[int, int]] = {
@@ -27,6 +28,14 @@ def layer_sizes(hidden_sizes: list[int]) -> list[int]:
 def weight_shapes(hidden_sizes: list[int]) -> list[tuple[int, int]]:
     """Each Linear layer's weight matrix as (out_features, in_features), layer 0 first."""
     return [(b, a) for a, b in pairwise(layer_sizes(hidden_sizes))]
+
+
+def tensor_names(hidden_sizes: list[int], include_biases: bool) -> list[str]:
+    """The measured tensors, in the order the engine measures and stores them: every Linear
+    layer's weight matrix (layer 0 first), then with ``include_biases`` every bias."""
+    layers = range(len(hidden_sizes) + 1)
+    names = [f"layers.{i}.weight" for i in layers]
+    return names + ([f"layers.{i}.bias" for i in layers] if include_biases else [])
 
 
 def dataset_sizes(dataset: str, train_size: int | None, test_size: int | None) -> tuple[int, int]:

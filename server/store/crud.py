@@ -99,8 +99,7 @@ def request_cancel(session: Session, run_id: int) -> Run:
     run = get_run(session, run_id, for_update=True)
     lifecycle.check(run.status, RunStatus.cancelled)
     now = utcnow()
-    held = run.status == RunStatus.running and run.lease_expires_at is not None
-    if held and run.lease_expires_at > now:
+    if lifecycle.held(run, now):
         stmt = update(Run).where(Run.id == run_id)
     else:
         stmt = lifecycle.transition(

@@ -22,12 +22,10 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Update,
-    and_,
     delete,
     func,
     insert,
     literal,
-    or_,
     select,
     update,
 )
@@ -91,15 +89,7 @@ def claim_run(session: Session, worker: str, lease_seconds: float) -> Claim | No
     one whose worker stopped renewing its lease (in the same order)."""
     now = utcnow()
     candidate = lock_for_claim(
-        select(Run.id)
-        .where(
-            or_(
-                Run.status == RunStatus.queued.value,
-                and_(Run.status == RunStatus.running.value, Run.lease_expires_at < now),
-            )
-        )
-        .order_by(Run.priority.desc(), Run.id)
-        .limit(1)
+        select(Run.id).where(lifecycle.unheld(now)).order_by(Run.priority.desc(), Run.id).limit(1)
     ).scalar_subquery()
     stmt = lifecycle.transition(
         RunStatus.running,

@@ -6,9 +6,10 @@ changes nothing instead of overwriting. The CHECK constraint on ``runs.status`` 
 itself valid.
 """
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, update
+from sqlalchemy import ColumnElement, Update, and_, or_, update
 
 from server.core.errors import InvalidTransition
 from server.core.schemas import RunStatus
@@ -27,7 +28,28 @@ ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.cancelled: frozenset(),
 }
 
+# The statuses a run ends in: nothing follows them. The one definition (the client's comes
+# from it too, through decaylab/views.py).
 FINISHED = frozenset(s for s, targets in ALLOWED.items() if not targets)
+
+
+# A worker holds a running run while its lease has not expired; one whose lease expired before
+# now is free for another worker to take over (and a cancel ends it at once). The one rule, in
+# SQL and for a run already read.
+
+
+def lease_lapsed(now: datetime) -> ColumnElement[bool]:
+    return and_(Run.status == R.value, Run.lease_expires_at < now)
+
+
+def unheld(now: datetime) -> ColumnElement[bool]:
+    """No worker holds the run: it is queued, or its lease lapsed."""
+    return or_(Run.status == Q.value, lease_lapsed(now))
+
+
+def held(run: Run, now: datetime) -> bool:
+    expires = run.lease_expires_at
+    return run.status == R.value and expires is not None and not expires < now
 
 
 def sources(target: RunStatus) -> frozenset[RunStatus]:

@@ -36,8 +36,9 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from server.api.etag import matches
-from server.core.schemas import ErrorOut
+from server.core.schemas import ErrorOut, RunStatus
 from server.store import crud
+from server.store.lifecycle import FINISHED
 from server.views import tables
 from server.views.figures.answer import CSV, PNG, PNG_RESPONSE, VARY, AnswerDep
 from server.views.figures.render import Draw
@@ -371,13 +372,18 @@ def _literal(value: Any) -> str:
 def client_table() -> str:
     """decaylab/views.py: the views as the client and the CLI know them."""
     lines = [
-        '"""The API\'s analysis views, as the server\'s registry declares them.',
+        '"""The API\'s analysis views, as the server\'s registry declares them, and its run',
+        "statuses.",
         "",
         "Generated from server/views/registry.py by ``python -m server.views.registry``",
         "(tests/test_views.py checks that it is current): do not edit. The client's view",
         'methods and the CLI\'s ``export --view`` choices come from this table."""',
         "",
         "from typing import Literal, NamedTuple",
+        "",
+        "# A run's statuses, and those it ends in (server/store/lifecycle.py).",
+        f"STATUSES = {_literal(tuple(s.value for s in RunStatus))}",
+        f"FINISHED = frozenset({_literal(tuple(sorted(s.value for s in FINISHED)))})",
         "",
         "",
         "class View(NamedTuple):",

@@ -313,9 +313,7 @@ def cancel_sweep(session: Session, sweep_id: int) -> Sweep:
     if not unfinished:
         raise InvalidTransition(f"every run of sweep {sweep_id} has finished")
     now = utcnow()
-    free = (Run.status == RunStatus.queued.value) | (
-        (Run.status == RunStatus.running.value) & (Run.lease_expires_at <= now)
-    )
+    free = lifecycle.unheld(now)
     in_sweep = Run.sweep_id == sweep_id
     session.execute(
         lifecycle.transition(

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from server.core.experiment import IMAGE_SHAPE, IN_FEATURES
 from worker.engine.dataset import Dataset, Split
 from worker.engine.fetch import TEST_FILE, TRAIN_FILES, ensure_cifar10
 
@@ -46,13 +47,13 @@ def _read_split(paths: list[Path]) -> Split:
     images, labels = zip(*(_read_batch(path) for path in paths), strict=True)
     data = np.concatenate(images)
     return Split(
-        images=torch.from_numpy(data).view(-1, 3, 32, 32),
+        images=torch.from_numpy(data).view(-1, *IMAGE_SHAPE),
         labels=torch.from_numpy(np.concatenate(labels)),
     )
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One batch file: ``b'data'`` N x 3072 uint8 (R, G, B planes) and ``b'labels'``."""
+    """One batch file: ``b'data'`` N x IN_FEATURES uint8 (R, G, B planes) and ``b'labels'``."""
     try:
         with path.open("rb") as f:
             batch = _BatchUnpickler(f, encoding="bytes").load()
@@ -60,7 +61,7 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
     except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path} is not a CIFAR-10 batch file: {exc}") from exc
-    shaped = data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3 * 32 * 32
+    shaped = data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == IN_FEATURES
     if not shaped or labels.shape != (data.shape[0],):
         raise ValueError(
             f"{path}: data {data.dtype} {data.shape}, labels {labels.shape}: not CIFAR-10's shape"

@@ -9,7 +9,7 @@ smaller dataset is exactly the first samples of a larger one.
 import numpy as np
 import torch
 
-from server.core.experiment import CLASSES, DATASET_SIZES
+from server.core.experiment import CLASSES, DATASET_SIZES, IMAGE_SHAPE
 from worker.engine.dataset import Dataset, Split
 
 _CHUNK = 1000  # samples drawn per generator, so sample i does not depend on the split's size
@@ -37,7 +37,7 @@ def _patterns(seed: int) -> np.ndarray:
 
 
 def _split(patterns: np.ndarray, key: list[int], size: int) -> Split:
-    images = np.empty((size, 3, 32, 32), dtype=np.uint8)
+    images = np.empty((size, *IMAGE_SHAPE), dtype=np.uint8)
     labels = np.empty(size, dtype=np.int64)
     pixel = np.arange(32)
     channel = np.arange(3)[None, :, None, None]
@@ -50,7 +50,7 @@ def _split(patterns: np.ndarray, key: list[int], size: int) -> Split:
         cols = ((pixel + shift[1]) % 32)[:, None, None, :]
         mixed = share * patterns[label] + (1 - share) * patterns[other]
         shifted = mixed[np.arange(_CHUNK)[:, None, None, None], channel, rows, cols]
-        noise = rng.standard_normal((_CHUNK, 3, 32, 32), dtype=np.float32)
+        noise = rng.standard_normal((_CHUNK, *IMAGE_SHAPE), dtype=np.float32)
         pixels = 127.5 + _CONTRAST * shifted + _NOISE * noise
         n = min(_CHUNK, size - start)
         images[start : start + n] = np.clip(np.rint(pixels[:n]), 0, 255)

@@ -11,7 +11,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from server.core.experiment import CLASSES, IN_FEATURES, SPECTRUM_TOLERANCES, TEST_PASS_SAMPLES
+from server.core.experiment import (
+    CLASSES,
+    IN_FEATURES,
+    SPECTRUM_TOLERANCES,
+    TEST_PASS_SAMPLES,
+    tensor_names,
+)
 from server.core.records import EpochRecord, TensorInfo
 from server.core.runfiles import RunFiles
 from server.core.schemas import RunSpec
@@ -132,10 +138,7 @@ class Training:
         self._shuffle = torch.Generator(device=device)
         self._shuffle.manual_seed(spec.seed)
 
-        layers = range(len(self._model.layers))
-        names = [f"layers.{i}.weight" for i in layers]
-        if spec.include_biases:
-            names += [f"layers.{i}.bias" for i in layers]
+        names = tensor_names(spec.hidden_sizes, spec.include_biases)
         params = dict(self._model.named_parameters())
         self._measured = [params[name] for name in names]
         self.tensors = [

@@ -38,6 +38,7 @@ from server.core.schemas import (
 from server.core.scope import describe
 from server.core.settings import Settings
 from server.store import crud
+from server.store.lifecycle import FINISHED
 from server.store.models import Run
 from server.views import analysis, mechanism, posthoc, registry
 from server.views.figures.answer import ResponseFormat, _accept_quality
@@ -51,7 +52,8 @@ PER_PAGE = (25, 50, 100, 200)
 COOKIE_SECONDS = 7 * 24 * 3600
 # The formats the views answer in: a download link each, beside every figure.
 DOWNLOADS = get_args(ResponseFormat)
-LIVE = (RunStatus.queued, RunStatus.running)
+# Statuses a run may still leave: its pages follow it live.
+LIVE = tuple(s for s in RunStatus if s not in FINISHED)
 
 
 def _when(moment: datetime | None) -> str:

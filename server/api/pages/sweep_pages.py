@@ -27,14 +27,15 @@ from server.api.pages.routes import (
 from server.api.routers import sweeps as sweeps_api
 from server.api.routers.params import MAX_ID, Scope, Tolerance
 from server.core.errors import NotComputed
-from server.core.schemas import RunStatus, SweepConstancyAllOut, SweepOut
+from server.core.experiment import tensor_names
+from server.core.schemas import SweepConstancyAllOut, SweepOut
 from server.core.scope import describe
+from server.store.lifecycle import FINISHED
 from server.store.models import Sweep
 from server.views import sweeps
 
 SWEEPS = f"{UI}/sweeps"
 SweepId = sweeps_api.SweepId
-FINISHED = tuple(s.value for s in RunStatus if s not in LIVE)
 
 
 def _finished(sweep: Any) -> int:
@@ -168,9 +169,7 @@ def _layer_names(sweep: SweepOut) -> list[str]:
     with include_biases its bias), so that the choice is there before any epoch is stored; a
     layer past a member's own is refused by the view."""
     spec = sweep.runs[0].spec
-    layers = len(spec.hidden_sizes) + 1
-    names = [f"layers.{i}.weight" for i in range(layers)]
-    return names + ([f"layers.{i}.bias" for i in range(layers)] if spec.include_biases else [])
+    return tensor_names(spec.hidden_sizes, spec.include_biases)
 
 
 def _shared_tolerances(sweep: SweepOut) -> list[float]:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from server.core import scope as scopes
-from server.core.experiment import SEED_TOLERANCES
+from server.core.experiment import IN_FEATURES, SEED_TOLERANCES, tensor_names
 from server.core.schemas import (
     CompareAllOut,
     CompareOut,
@@ -27,8 +27,9 @@ from server.core.schemas import (
 
 
 def _layers(count: int) -> list[tuple[int, str, int]]:
-    """(index, name, fan_in) of an MLP 3072 → 512 … → 10 with ``count`` Linear layers."""
-    return [(i, f"fc{i}.weight", 3072 if i == 0 else 512) for i in range(count)]
+    """(index, name, fan_in) of an MLP IN_FEATURES → 512 … → 10 with ``count`` Linear layers."""
+    names = tensor_names([512] * (count - 1), include_biases=False)
+    return [(i, name, IN_FEATURES if i == 0 else 512) for i, name in enumerate(names)]
 
 
 def _parameters(index: int, fan_in: int, count: int) -> int:
