@@ -1,7 +1,11 @@
 """Load: concurrent clients against a real `python -m server` and `python -m worker` on SQLite.
 
 Two finished runs are prepared, then a long run trains (the worker writes an epoch every fraction
-of a second) while each client loops over a mix of requests until the time is up:
+of a second) while the clients, in phases of ``--seconds`` each:
+
+1. ask for ``GET /health`` only: the framework's own floor on this machine;
+2. ask for one read alone, for each read below: its throughput as a share of the floor;
+3. loop over the reads below (the read mix), then over all of them (the mix):
 
     POST /runs                          a tiny synthetic job (queued behind the training run)
     GET  /runs/{id}                     a random run, the training one included
@@ -13,11 +17,11 @@ of a second) while each client loops over a mix of requests until the time is up
     GET  /compare?...&format=png        a comparison figure
 
 An error is a transport failure or any status but the expected 201/200. The server's and the
-worker's logs are searched for "database is locked". Prints requests, errors, throughput and
-p50/p95/p99 latency per kind; exits 1 on any error.
+worker's logs are searched for "database is locked". Prints each phase's throughput and share
+of the floor, and the mix's p50/p95/p99 latency per kind; exits 1 on any error.
 
-    python benchmarks/load_test.py                    # 50 clients for 60 s (the README's figures)
-    python benchmarks/load_test.py --quick            # 10 clients for 5 s (what `make bench` runs)
+    python benchmarks/load_test.py                    # 50 clients, 20 s a phase (docs' figures)
+    python benchmarks/load_test.py --quick            # 10 clients, 3 s a phase (`make bench`)
     python benchmarks/load_test.py --clients 20 --seconds 10 --json load.json
 """
 
@@ -44,6 +48,8 @@ TINY = {"dataset": "synthetic", "hidden_sizes": [16], "train_size": 256, "test_s
 # An epoch of this takes a fraction of a second on a CPU: the worker writes all along.
 TRAINING = {"dataset": "synthetic", "hidden_sizes": [32], "train_size": 1024, "epochs": 1000}
 LOCKED = "database is locked"
+HEALTH = "GET /health"
+WRITES = {"POST /runs"}
 
 
 @dataclass
@@ -69,6 +75,7 @@ def mix(targets: Targets) -> dict[str, tuple[int, int, Request]]:
     a, b = targets.finished
     runs = f"{a},{b}"
     kinds: dict[str, tuple[int, int, Request]] = {
+        HEALTH: (1, 200, lambda c, rng, t: c.get("/health")),
         "POST /runs": (
             10,
             201,
@@ -103,11 +110,11 @@ def mix(targets: Targets) -> dict[str, tuple[int, int, Request]]:
 
 
 def client_loop(
-    url: str, headers: dict[str, str], targets: Targets, seed: int, until: float
+    url: str, headers: dict[str, str], targets: Targets, seed: int, until: float, only: list[str]
 ) -> list[Sample]:
     rng = random.Random(seed)
     kinds = mix(targets)
-    names = list(kinds)
+    names = only
     weights = [kinds[name][0] for name in names]
     samples = []
     with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
@@ -154,35 +161,27 @@ def prepare(procs: Processes) -> Targets:
     return Targets(finished, training, has_png, ids=[*finished, training])
 
 
-def run(clients: int, seconds: float, root: Path) -> dict[str, Any]:
-    procs = Processes(root, lease_seconds="10")
-    try:
-        procs.start_server()
-        procs.start_worker()
-        targets = prepare(procs)
-        epochs_before = procs.run(targets.training)["epochs_done"]
-        until = time.monotonic() + seconds
-        results: list[list[Sample]] = [[] for _ in range(clients)]
+def phase(
+    procs: Processes, targets: Targets, clients: int, seconds: float, kinds: list[str]
+) -> tuple[float, list[Sample]]:
+    """``clients`` threads looping over ``kinds`` for ``seconds``: elapsed time and samples."""
+    until = time.monotonic() + seconds
+    results: list[list[Sample]] = [[] for _ in range(clients)]
 
-        def work(i: int) -> None:
-            results[i] = client_loop(procs.url, procs.headers(), targets, i, until)
+    def work(i: int) -> None:
+        results[i] = client_loop(procs.url, procs.headers(), targets, i, until, kinds)
 
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
-        started = time.monotonic()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.monotonic() - started
-        training = procs.run(targets.training)
-        procs.api("POST", f"/runs/{targets.training}/cancel")
-        # Whole logs: a lock error anywhere counts, not only in the tails procs.logs() shows.
-        locked = sum(log.read_text().count(LOCKED) for log in root.glob("*.log"))
-    finally:
-        procs.close()
-    samples = [s for per_client in results for s in per_client]
-    errors = [s.error for s in samples if s.error]
-    by_kind = {
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.monotonic() - started, [s for per_client in results for s in per_client]
+
+
+def by_kind(samples: list[Sample]) -> dict[str, dict[str, Any]]:
+    return {
         kind: {
             "requests": len(rows),
             "errors": sum(1 for s in rows if s.error),
@@ -191,33 +190,79 @@ def run(clients: int, seconds: float, root: Path) -> dict[str, Any]:
         for kind in sorted({s.kind for s in samples})
         for rows in [[s for s in samples if s.kind == kind]]
     }
+
+
+def run(clients: int, seconds: float, root: Path) -> dict[str, Any]:
+    procs = Processes(root, lease_seconds="10")
+    try:
+        procs.start_server()
+        procs.start_worker()
+        targets = prepare(procs)
+        every = list(mix(targets))
+        reads = [kind for kind in every if kind not in WRITES]
+        epochs_before = procs.run(targets.training)["epochs_done"]
+        phases = [("GET /health (floor)", [HEALTH])]
+        phases += [(kind, [kind]) for kind in reads if kind != HEALTH]
+        phases += [
+            ("read mix", [k for k in reads if k != HEALTH]),
+            ("mix", [k for k in every if k != HEALTH]),
+        ]
+        throughput: dict[str, float] = {}
+        samples: list[Sample] = []
+        for name, kinds in phases:
+            elapsed, found = phase(procs, targets, clients, seconds, kinds)
+            throughput[name] = len(found) / elapsed
+            samples += found
+            if name == "mix":
+                mixed, mix_seconds = found, elapsed
+        training = procs.run(targets.training)
+        procs.api("POST", f"/runs/{targets.training}/cancel")
+        # Whole logs: a lock error anywhere counts, not only in the tails procs.logs() shows.
+        locked = sum(log.read_text().count(LOCKED) for log in root.glob("*.log"))
+    finally:
+        procs.close()
+    errors = [s.error for s in samples if s.error]
+    floor = throughput["GET /health (floor)"]
     return {
         "clients": clients,
-        "seconds": round(elapsed, 1),
+        "seconds_per_phase": seconds,
         "requests": len(samples),
         "errors": len(errors),
         "error_examples": errors[:10],
         "database_locked": sum(e.count(LOCKED) for e in errors) + locked,
-        "requests_per_second": round(len(samples) / elapsed, 1),
+        "throughput": {
+            name: {"requests_per_second": round(rps, 1), "share_of_floor": round(rps / floor, 2)}
+            for name, rps in throughput.items()
+        },
+        "mix_seconds": round(mix_seconds, 1),
         "epochs_trained_meanwhile": training["epochs_done"] - epochs_before,
         "png": targets.png,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}",
-        **percentiles([s.seconds for s in samples]),
-        "by_kind": by_kind,
+        **percentiles([s.seconds for s in mixed]),
+        "requests_in_mix": len(mixed),
+        "by_kind": by_kind(mixed),
     }
 
 
 def report(result: dict[str, Any]) -> None:
     print(
-        f"{result['clients']} clients for {result['seconds']} s ({result['machine']}): "
-        f"{result['requests']} requests, {result['errors']} errors, "
-        f'{result["database_locked"]} "{LOCKED}", {result["requests_per_second"]} req/s; '
-        f"the worker stored {result['epochs_trained_meanwhile']} epochs meanwhile\n"
+        f"{result['clients']} clients, {result['seconds_per_phase']} s a phase "
+        f"({result['machine']}): {result['requests']} requests, {result['errors']} errors, "
+        f'{result["database_locked"]} "{LOCKED}"; the worker stored '
+        f"{result['epochs_trained_meanwhile']} epochs meanwhile\n"
     )
+    print("| phase | requests/s | share of the /health floor |")
+    print("|---|---:|---:|")
+    for name, row in result["throughput"].items():
+        print(f"| {name} | {row['requests_per_second']:.0f} | {row['share_of_floor']:.2f} |")
+    print("\nThe mix, by request:\n")
     print("| request | count | errors | p50 ms | p95 ms | p99 ms | max ms |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    rows = [*result["by_kind"].items(), ("**all**", result)]
+    rows = [
+        *result["by_kind"].items(),
+        ("**all**", result | {"requests": result["requests_in_mix"]}),
+    ]
     for kind, row in rows:
         print(
             f"| {kind} | {row['requests']} | {row['errors']} | {row['p50_ms']:.0f} "
@@ -230,11 +275,11 @@ def report(result: dict[str, Any]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--quick", action="store_true", help="10 clients for 5 s")
+    parser.add_argument("--seconds", type=float, default=20, help="of each phase")
+    parser.add_argument("--quick", action="store_true", help="10 clients, 3 s a phase")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
-    clients, seconds = (10, 5.0) if args.quick else (args.clients, args.seconds)
+    clients, seconds = (10, 3.0) if args.quick else (args.clients, args.seconds)
     with tempfile.TemporaryDirectory(prefix="decaylab-load-") as root:
         result = run(clients, seconds, Path(root))
     report(result)
