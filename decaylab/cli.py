@@ -418,36 +418,46 @@ def _params(pairs: Iterable[str]) -> dict[str, Any]:
     return params
 
 
-param_option = click.option(
-    "-p",
-    "--param",
-    "params",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A query parameter of the view, e.g. -p tol=0.001 (repeat for several).",
-)
+def export_options(views: list[str], summary: Callable[[str], str]) -> Callable[[F], F]:
+    """What every export takes: a view of ``views``, the table's format and file, and any of
+    the view's query parameters as -p NAME=VALUE."""
+    options = [
+        click.option(
+            "--view",
+            type=click.Choice(views),
+            default="constancy",
+            show_default=True,
+            help="; ".join(f"{name}: {summary(name)}" for name in views) + ".",
+        ),
+        click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv"),
+        click.option(
+            "-p",
+            "--param",
+            "params",
+            multiple=True,
+            metavar="NAME=VALUE",
+            help="A query parameter of the view, e.g. -p tol=0.001 (repeat for several).",
+        ),
+        click.option(
+            "-o",
+            "--output",
+            type=click.Path(dir_okay=False, writable=True, path_type=Path),
+            required=True,
+            help="File to write.",
+        ),
+    ]
+
+    def apply(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("runs", nargs=-1, required=True, type=click.IntRange(min=1))
-@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv")
-@click.option(
-    "--view",
-    type=click.Choice(RUN_VIEWS),
-    default="constancy",
-    show_default=True,
-    help="Which analysis: "
-    + "; ".join(f"{name}: {VIEWS[name].summary}" for name in RUN_VIEWS)
-    + ".",
-)
-@param_option
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    required=True,
-    help="File to write.",
-)
+@export_options(RUN_VIEWS, lambda name: VIEWS[name].summary)
 @pass_client
 def export(
     client: Client,
@@ -643,14 +653,7 @@ def sweep_rm(client: Client, sweep_id: int, as_json: bool) -> None:
 
 @sweep.command("export", epilog=EXIT_CODES_HELP)
 @click.argument("sweep_id", metavar="SWEEP", type=click.IntRange(min=1))
-@click.option(
-    "--view",
-    type=click.Choice(SWEEP_VIEWS),
-    default="constancy",
-    show_default=True,
-    help="; ".join(f"{name}: {VIEWS['sweep_' + name].summary}" for name in SWEEP_VIEWS) + ".",
-)
-@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv")
+@export_options(SWEEP_VIEWS, lambda name: VIEWS[f"sweep_{name}"].summary)
 @click.option("--tol", type=float, help="One tolerance (default: every one the runs share).")
 @click.option(
     "--scope",
@@ -659,14 +662,6 @@ def sweep_rm(client: Client, sweep_id: int, as_json: bool) -> None:
 )
 @click.option("--by", help="Comma-separated spec fields that make the groups (default: the "
               "grid's fields but seed; '' for one group).")  # fmt: skip
-@param_option
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    required=True,
-    help="File to write.",
-)
 @pass_client
 def sweep_export(
     client: Client,
