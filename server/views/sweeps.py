@@ -426,7 +426,7 @@ def _series(s: Stats) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class _Measured:
+class Measured:
     """The groups, each with its members that have stored epochs and their percentages."""
 
     groups: list[Group]
@@ -444,7 +444,7 @@ class _Measured:
         return np.array(rows).reshape(len(rows), length)
 
 
-def _measure(session: Session, sweep: Sweep, by: Sequence[str]) -> _Measured:
+def measure(session: Session, sweep: Sweep, by: Sequence[str]) -> Measured:
     runs = members(session, sweep.id)
     started = [r for r in runs if r.epochs_done > 0]
     percents = {p.run.row.id: p for p in analysis.percentages(session, started)}
@@ -453,10 +453,10 @@ def _measure(session: Session, sweep: Sweep, by: Sequence[str]) -> _Measured:
         [percents[r.id] for r in g.runs if r.id in percents and percents[r.id].percent.epochs]
         for g in groups
     ]
-    return _Measured(groups, data)
+    return Measured(groups, data)
 
 
-def _tolerances(measured: _Measured, tol: float | None) -> list[float]:
+def _tolerances(measured: Measured, tol: float | None) -> list[float]:
     runs = [p for g in measured.data for p in g]
     if not runs:
         raise NotComputed("no run of the sweep has stored an epoch yet")
@@ -467,7 +467,7 @@ def _tolerances(measured: _Measured, tol: float | None) -> list[float]:
     return [runs[0].run.spec.tolerances[indices[0]]]
 
 
-def _group_series(measured: _Measured, g: int, tol: float, scope: Scope) -> GroupSeries:
+def _group_series(measured: Measured, g: int, tol: float, scope: Scope) -> GroupSeries:
     with_data = measured.data[g]
     s = stats(measured.samples(g, tol, scope))
     return GroupSeries(
@@ -484,7 +484,7 @@ def constancy(
 ) -> SweepConstancyOut | SweepConstancyAllOut:
     """Per group and epoch, the mean % of weights constant for ``scope`` and its interval; at
     ``tol``, or at every tolerance all the runs share."""
-    measured = _measure(session, sweep, by)
+    measured = measure(session, sweep, by)
     tolerances = _tolerances(measured, tol)
     results = [
         SweepConstancyOut(
@@ -503,10 +503,8 @@ def constancy(
     )
 
 
-def metrics(session: Session, sweep: Sweep, by: list[str]) -> SweepMetricsOut:
-    """Per group and epoch, the mean loss and accuracy and their intervals; every member's
-    metrics read in one query."""
-    runs = members(session, sweep.id)
+def run_metrics(session: Session, runs: Iterable[Run]) -> dict[int, list[tuple[float, ...]]]:
+    """Each run's stored epochs (in order) as tuples of METRICS, read in one query."""
     per_run: dict[int, list[tuple[float, ...]]] = defaultdict(list)
     columns = [getattr(EpochMetrics, m) for m in METRICS]
     query = (
@@ -516,6 +514,14 @@ def metrics(session: Session, sweep: Sweep, by: list[str]) -> SweepMetricsOut:
     )
     for run_id, *values in session.execute(query):
         per_run[run_id].append(tuple(values))
+    return per_run
+
+
+def metrics(session: Session, sweep: Sweep, by: list[str]) -> SweepMetricsOut:
+    """Per group and epoch, the mean loss and accuracy and their intervals; every member's
+    metrics read in one query."""
+    runs = members(session, sweep.id)
+    per_run = run_metrics(session, runs)
     groups = []
     for g in group(runs, by):
         with_data = [r for r in g.runs if per_run.get(r.id)]
@@ -547,7 +553,7 @@ def _numeric(values: Iterable[Any]) -> bool:
     return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
 
 
-def _summary_scopes(measured: _Measured, scope: SummaryScope) -> list[Scope]:
+def _summary_scopes(measured: Measured, scope: SummaryScope) -> list[Scope]:
     if scope == "means":
         return ["all", "last2"]
     if scope == "layers":
@@ -567,7 +573,7 @@ def summary(
 ) -> SweepSummaryOut:
     """Dose-response: each group's mean and interval at ``epoch`` (default: the last epoch every
     group has), per tolerance and per line of ``scope``."""
-    measured = _measure(session, sweep, by)
+    measured = measure(session, sweep, by)
     tolerances = _tolerances(measured, tol)
     last = min(len(measured.epochs(g)) for g in range(len(measured.groups)))
     if epoch is None:
@@ -618,7 +624,7 @@ def difference(
     by: list[str],
 ) -> SweepDifferenceOut:
     """Group b's mean minus group a's at every epoch both have, with its 95% interval."""
-    measured = _measure(session, sweep, by)
+    measured = measure(session, sweep, by)
     count = len(measured.groups)
     for name, g in (("a", a), ("b", b)):
         if g >= count:
@@ -629,7 +635,7 @@ def difference(
     xb = measured.samples(b, tol, scope)[:, :length]
     pairs = None
     if method == "paired":
-        pairs, xa, xb = _pair(measured, a, b, by, xa, xb)
+        pairs, xa, xb = pair(measured, a, b, by, xa, xb)
         d = xb - xa
         m = d.shape[0]
         diff = d.mean(axis=0)
@@ -665,8 +671,8 @@ def difference(
     )
 
 
-def _pair(
-    measured: _Measured, a: int, b: int, by: Sequence[str], xa: np.ndarray, xb: np.ndarray
+def pair(
+    measured: Measured, a: int, b: int, by: Sequence[str], xa: np.ndarray, xb: np.ndarray
 ) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
     """Match the runs of groups a and b by their grid values outside ``by`` (e.g. the seed)."""
     others = [f for f in measured.groups[a].runs[0].spec if f not in by and f != "name"]

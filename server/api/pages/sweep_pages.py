@@ -29,7 +29,7 @@ from server.core.errors import NotComputed
 from server.core.schemas import RunStatus, SweepConstancyAllOut, SweepOut
 from server.core.scope import describe
 from server.store.models import Sweep
-from server.views import sweeps
+from server.views import reproduction, sweeps
 
 SWEEPS = f"{UI}/sweeps"
 SweepId = sweeps_api.SweepId
@@ -271,5 +271,6 @@ def sweep_page(
         request,
         "sweep.html",
         layer_names=_layer_names(context["sweep"]),
+        reproducible=reproduction.shape_problem(sweeps.members(session, row.id)) is None,
         **context,
     )
