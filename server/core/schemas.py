@@ -663,6 +663,7 @@ class SweepDifferenceOut(BaseModel):
 # --- the write-up's claims re-checked (server/views/reproduction.py) ---
 
 Verdict = Literal["holds", "fails", "inconclusive"]
+Rule = Literal["within", "lower", "higher"]
 
 
 class ClaimCheck(BaseModel):
@@ -675,7 +676,7 @@ class ClaimCheck(BaseModel):
     measure: str = _d("What was measured, over the runs of each seed.")
     unit: str = _d("% (of weights or samples), pp (percentage points), epoch, or '' (a loss).")
     published: str = _d("The published value, as the write-up gives it.")
-    rule: Literal["within", "lower", "higher"] = _d(
+    rule: Rule = _d(
         "within: the band [band_low, band_high]; lower/higher: the paired difference (decay "
         "minus no decay, or a later minus an earlier epoch) is below/above 0."
     )

@@ -26,6 +26,7 @@ from server.core.schemas import (
     ReproductionFigure,
     ReproductionOut,
     ReproductionSetup,
+    Rule,
     RunSpec,
     RunStatus,
     Verdict,
@@ -131,7 +132,9 @@ def _check(session: Session, sweep: Sweep) -> list[Run]:
 # --- verdicts ---
 
 
-def verdict(rule: str, low: float | None, high: float | None, band: tuple[float, float]) -> Verdict:
+def verdict(
+    rule: Rule, low: float | None, high: float | None, band: tuple[float, float]
+) -> Verdict:
     """The rule (see RULES) on the interval [low, high]; no interval is inconclusive."""
     if low is None or high is None:
         return "inconclusive"
@@ -147,7 +150,7 @@ def verdict(rule: str, low: float | None, high: float | None, band: tuple[float,
 def _check_claim(
     samples: np.ndarray,
     run_ids: list[int],
-    rule: str,
+    rule: Rule,
     band: tuple[float, float] = (-np.inf, np.inf),
     **text: str,
 ) -> ClaimCheck:
@@ -156,7 +159,7 @@ def _check_claim(
     low = None if s.low is None else float(s.low[0])
     high = None if s.high is None else float(s.high[0])
     return ClaimCheck(
-        rule=rule,  # type: ignore[arg-type]
+        rule=rule,
         band_low=float(band[0]) if rule == "within" and np.isfinite(band[0]) else None,
         band_high=float(band[1]) if rule == "within" and np.isfinite(band[1]) else None,
         run_ids=run_ids,
