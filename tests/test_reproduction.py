@@ -99,6 +99,11 @@ def straddles_orders(wd: float, z: int) -> dict[str, Any]:
     }
 
 
+def alike(wd: float, z: int) -> dict[str, Any]:
+    """Both weight decays store the same: every paired difference is exactly 0."""
+    return straddles_orders(0.0, z) | {"metrics": experiment.PUBLISHED_METRICS[wd]}
+
+
 def loss_curve(last: float, turn: tuple[int, float]) -> list[float]:
     """A test loss per epoch: lowest at ``turn[0]``, falling SLOPE an epoch before it, straight
     to ``last`` after it, and ``last`` minus epoch 4's = ``turn[1]``."""
@@ -176,11 +181,12 @@ BAND_CLAIMS = [
     *(f"tol0.1.layer{i}" for i in range(4)),
     *(f"decay_tol0.layer{i}" for i in range(4)),
 ]
-ORDER_CLAIMS = [
+LOWER_CLAIMS = [
     *(f"lower.tol{t:g}.layer{i}" for t in TOLERANCES[:3] for i in range(4)),
     *(f"mean_all.tol{t:g}" for t in TOLERANCES),
-    *(f"mean_last2.tol{t:g}" for t in TOLERANCES),
 ]
+LAST2_CLAIMS = [f"mean_last2.tol{t:g}" for t in TOLERANCES]
+ORDER_CLAIMS = LOWER_CLAIMS + LAST2_CLAIMS
 ALL_CLAIMS = BAND_CLAIMS + ORDER_CLAIMS
 
 
@@ -191,10 +197,21 @@ ALL_CLAIMS = BAND_CLAIMS + ORDER_CLAIMS
         (fails, 3, "fails", ALL_CLAIMS),
         (straddles_bands, 3, "inconclusive", BAND_CLAIMS),
         (straddles_orders, 3, "inconclusive", ORDER_CLAIMS),
+        # A difference of exactly 0 does not exclude 0; it lies within the last two's band.
+        (alike, 3, "inconclusive", LOWER_CLAIMS),
+        (alike, 3, "holds", LAST2_CLAIMS),
         # One seed: no interval, nothing decided.
         (holds, 1, "inconclusive", ALL_CLAIMS),
     ],
-    ids=["holds", "fails", "bands-inconclusive", "orders-inconclusive", "one-seed"],
+    ids=[
+        "holds",
+        "fails",
+        "bands-inconclusive",
+        "orders-inconclusive",
+        "zero-inconclusive",
+        "zero-within-band",
+        "one-seed",
+    ],
 )
 def test_every_claim_holds_fails_or_is_inconclusive_by_its_rule(
     client, db, design, seeds, expected, claims
