@@ -72,7 +72,7 @@ RULES = {
 
 
 def number(value: float | None) -> str:
-    """A measured number as the report, the page and the CLI print it."""
+    """A measured number as the Markdown and the page show it (4 significant digits)."""
     return "—" if value is None else f"{value:.4g}"
 
 
