@@ -225,6 +225,7 @@ def test_every_claim_holds_fails_or_is_inconclusive_by_its_rule(
     }
 
 
+@pytest.mark.backends("sqlite", "postgresql")
 def test_the_numbers_are_the_seeds_mean_and_t_interval_of_the_stored_values(client, db):
     from scipy import stats
 
