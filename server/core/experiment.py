@@ -60,8 +60,6 @@ ORIGINAL_DATASET = "cifar10"
 ORIGINAL_EPOCHS = 50
 ORIGINAL_HIDDEN_SIZES = [512, 512, 512]
 ORIGINAL_WEIGHT_DECAYS = (0.0, 0.001)
-# Each run was trained once, on one GPU; decaylab reproduce defaults to five seeds.
-REPRODUCE_SEEDS = 5
 # The write-up's epoch 50 (its last); runs of E epochs are read at their last epoch.
 PUBLISHED_METRICS: dict[float, dict[str, float]] = {
     0.0: {"train_loss": 0.284, "train_accuracy": 0.899, "test_loss": 2.723, "test_accuracy": 0.530},
