@@ -512,6 +512,24 @@ class GridType(click.ParamType):
         return field_name, parsed
 
 
+def single_values(flags: dict[str, Any], hint: str) -> dict[str, Any]:
+    """The spec flags given, each at most once (a sweep's base); ``hint`` says what to do
+    instead of repeating one (``{name}``: the field)."""
+    base: dict[str, Any] = {}
+    for name, values in flags.items():
+        if values in ((), None):
+            continue
+        if isinstance(values, tuple):
+            if len(values) > 1:
+                flag = SPEC_BY_NAME[name].flag
+                raise click.BadParameter(
+                    f"given {len(values)} times: {hint.format(name=name)}", param_hint=flag
+                )
+            values = values[0]
+        base[name] = values
+    return base
+
+
 def sweep_line(sweep: Sweep) -> str:
     progress = sweep.progress
     finished = sum(progress["by_status"].get(s, 0) for s in FINISHED)
@@ -562,18 +580,7 @@ def sweep_submit(
         if field_name in grid:
             raise click.BadParameter(f"{field_name} is given twice", param_hint="--grid")
         grid[field_name] = values
-    base: dict[str, Any] = {}
-    for name, values in flags.items():
-        if values in ((), None):
-            continue
-        if isinstance(values, tuple):
-            if len(values) > 1:
-                flag = SPEC_BY_NAME[name].flag
-                raise click.BadParameter(
-                    f"given {len(values)} times: vary it with --grid {name}=…", param_hint=flag
-                )
-            values = values[0]
-        base[name] = values
+    base = single_values(flags, "vary it with --grid {name}=…")
     name = base.pop("name", None)
     submitted = client.submit_sweep(base, grid, name=name, priority=priority)
     if wait:
@@ -698,6 +705,93 @@ def _write(table: pd.DataFrame, fmt: str, output: Path) -> None:
             ) from error
     else:
         table.to_csv(output, index=False)
+
+
+# --- the write-up's claims re-checked ---
+
+# The original experiment's two runs (server/core/experiment.py holds the published numbers);
+# every other spec field's default is the original's.
+REPRODUCE_DECAYS = [0, 0.001]
+REPRODUCE_SEEDS = 5
+VARIED_BY_REPRODUCE = ("weight_decay", "seed")
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--seeds",
+    type=click.IntRange(1, 100),
+    default=REPRODUCE_SEEDS,
+    show_default=True,
+    help="Seeds 0..N-1: one run per seed and weight decay.",
+)
+@click.option(
+    "--sweep",
+    "sweep_id",
+    type=click.IntRange(min=1),
+    help="Reuse this sweep (weight decay 0 and 0.001 × seeds) instead of submitting one.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, writable=True, path_type=Path),
+    default=Path("reproduction"),
+    show_default=True,
+    help="Folder for report.md and its figures (PNG).",
+)
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher trains first.")
+@spec_options
+@json_option
+@pass_client
+def reproduce(
+    client: Client,
+    seeds: int,
+    sweep_id: int | None,
+    out: Path,
+    priority: int,
+    as_json: bool,
+    **flags: Any,
+) -> None:
+    """Re-check the write-up's claims: submit the original experiment as a sweep (weight decay
+    0 and 0.001 × --seeds; the spec flags, each once, change the rest, e.g. --epochs, --dataset,
+    --train-size, --test-size), follow it, and write --out/report.md with its figures: per claim
+    the published value, the mean over the seeds with its 95% interval, and a verdict.
+
+    \b
+    decaylab reproduce --dataset synthetic --epochs 10 --train-size 2000 --test-size 1000 \\
+        --hidden-sizes 128,128,128 --seeds 3 --out report
+    """
+    base = single_values(flags, "reproduce takes one value of each spec flag")
+    if sweep_id is not None:
+        if base:
+            raise click.UsageError("--sweep reuses a sweep as it is: drop the spec flags")
+        found = client.sweep(sweep_id)
+    else:
+        varied = [SPEC_BY_NAME[f].flag for f in VARIED_BY_REPRODUCE if f in base]
+        if varied:
+            drop = ", ".join(varied)
+            raise click.UsageError(
+                f"reproduce sets weight decay 0 and 0.001 × --seeds: drop {drop}"
+            )
+        name = base.pop("name", "reproduce")
+        grid = {"weight_decay": REPRODUCE_DECAYS, "seed": list(range(seeds))}
+        found = client.submit_sweep(base, grid, name=name, priority=priority)
+        click.echo(f"submitted {sweep_line(found)}", err=as_json)
+    if not found.finished:
+        runs = client.wait(found, progress=True)
+        failed = [run for run in runs if run.status != "succeeded"]
+        if failed:
+            for run in failed:
+                click.echo(run_line(run), err=True)
+            click.echo(f"sweep {found.id}: not every run succeeded; no report", err=True)
+            click.get_current_context().exit(EXIT_RUN_FAILED)
+    report = client.reproduction(found.id)
+    path = client.write_reproduction(found.id, out)
+    if as_json:
+        echo_json(report)
+        return
+    counts = ", ".join(f"{count} {verdict}" for verdict, count in report["verdicts"].items())
+    click.echo(f"sweep {found.id}: {counts} ({len(report['claims'])} claims)")
+    click.echo(report["caveat"])
+    click.echo(f"wrote {path} and {len(report['figures'])} figures beside it")
 
 
 def main() -> None:

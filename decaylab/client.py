@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -417,6 +418,28 @@ class Client:
         height (pixels) and dpi."""
         path, query = _view_query(name, subject, params, FIGURE_SIZE)
         return Figure(self._request("GET", path, params=query | {"format": "png"}).content)
+
+    # The write-up's claims re-checked
+
+    def reproduction(self, sweep: SweepLike) -> dict[str, Any]:
+        """The write-up's claims re-checked on a finished sweep of weight decay 0 and 0.001 ×
+        seeds (``GET /sweeps/{id}/reproduction``): per claim its published value, the mean over
+        the seeds, the 95% interval and a verdict (holds, fails, inconclusive) by the stated
+        rule. :class:`Conflict` says why when the sweep has another shape or is not finished."""
+        return self._request("GET", f"/sweeps/{_sweep_id(sweep)}/reproduction").json()
+
+    def write_reproduction(self, sweep: SweepLike, out: str | os.PathLike[str]) -> Path:
+        """Write the reproduction as ``out``/report.md (the API's Markdown of the same numbers)
+        with its figures as PNG files beside it; returns the report's path."""
+        path = f"/sweeps/{_sweep_id(sweep)}/reproduction"
+        report = self._request("GET", path).json()
+        markdown = self._request("GET", path, params={"format": "md"}).text
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        for figure in report["figures"]:
+            (folder / figure["file"]).write_bytes(self._request("GET", figure["url"]).content)
+        (folder / "report.md").write_text(markdown)
+        return folder / "report.md"
 
 
 # The figure's size parameters, which every view's PNG takes besides its own.

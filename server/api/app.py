@@ -21,7 +21,7 @@ from server.api.etag import ETagMiddleware
 from server.api.events import Broadcaster
 from server.api.middleware import OPEN_PATHS, BearerAuth, BodyLimit, SameOriginWrites
 from server.api.responses import FinalNewline
-from server.api.routers import events, health, runs, sweeps
+from server.api.routers import events, health, reproduction, runs, sweeps
 from server.core.errors import DomainError
 from server.core.settings import Settings, get_settings
 from server.store.db import Database
@@ -227,7 +227,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for router in (runs.router, events.router, health.router, sweeps.router, registry.routes()):
+    routers = (runs, events, health, sweeps, reproduction)
+    for router in (*(module.router for module in routers), registry.routes()):
         app.include_router(router)
     pages.install(app)
     _serve_docs(app)

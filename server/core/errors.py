@@ -30,3 +30,10 @@ class InvalidTransition(DomainError):
     """A status change the run's status machine does not allow (server/store/lifecycle.py)."""
 
     status_code = 409
+
+
+class NotApplicable(DomainError):
+    """A view that needs a particular kind of sweep (or a finished one) was asked of another;
+    the message says what does not fit."""
+
+    status_code = 409

@@ -58,3 +58,33 @@ SPECTRUM_TOLERANCES: list[float] = [0.0] + [
         SPECTRUM_DECADES[0] * SPECTRUM_PER_DECADE, SPECTRUM_DECADES[1] * SPECTRUM_PER_DECADE + 1
     )
 ]
+
+
+# --- the published experiment (the write-up's notebook and figures), restated ---
+# decaylab reproduce (server/views/reproduction.py) checks these, claim by claim.
+
+# The original's run spec, field by field where it is not RunSpec's default; the two runs
+# differ only in weight decay.
+ORIGINAL_DATASET = "cifar10"
+ORIGINAL_EPOCHS = 50
+ORIGINAL_HIDDEN_SIZES = [512, 512, 512]
+ORIGINAL_WEIGHT_DECAYS = (0.0, 0.001)
+# The write-up's epoch 50 (its last); runs of E epochs are read at their last epoch.
+PUBLISHED_METRICS: dict[float, dict[str, float]] = {
+    0.0: {"train_loss": 0.284, "train_accuracy": 0.899, "test_loss": 2.723, "test_accuracy": 0.530},
+    0.001: {
+        "train_loss": 0.964,
+        "train_accuracy": 0.654,
+        "test_loss": 1.323,
+        "test_accuracy": 0.540,
+    },
+}
+# Without decay, tol 0, at the last epoch: % of each layer's weights exactly unchanged, as read
+# off the figures (layers 2 and 3 "stay near 0").
+PUBLISHED_TOL0_PERCENT = (2.7, 7.6, 0.0, 0.0)
+# Without decay, tol 0.1: "roughly 40–75 % in every layer".
+PUBLISHED_TOL01_RANGE = (40.0, 75.0)
+# With decay 0.001, tol 0: "essentially 0 (below 0.001 %)".
+PUBLISHED_DECAY_TOL0_BELOW = 0.001
+# The baseline's test loss "starts rising after about epoch 20" of 50.
+PUBLISHED_TEST_LOSS_TURN = 20

@@ -658,3 +658,68 @@ class SweepDifferenceOut(BaseModel):
     ci_low: list[float] | None = _d("Per epoch: the interval's low end (null without one).")
     ci_high: list[float] | None = _d("Per epoch: the interval's high end (null without one).")
     df: list[float] | None = _d("Per epoch: the t distribution's degrees of freedom.")
+
+
+# --- the write-up's claims re-checked (server/views/reproduction.py) ---
+
+Verdict = Literal["holds", "fails", "inconclusive"]
+Rule = Literal["within", "lower", "higher"]
+
+
+class ClaimCheck(BaseModel):
+    """One claim of the write-up: its published value, the measured mean over the seeds with its
+    95% interval, and the verdict of its ``rule``."""
+
+    id: str = _d("A stable name, e.g. tol0.layer1 or metrics.wd0.test_loss.")
+    section: str = _d("The group of claims it belongs to, as the report's headings.")
+    claim: str = _d("What the write-up says.")
+    measure: str = _d("What was measured, over the runs of each seed.")
+    unit: str = _d("% (of weights or samples), pp (percentage points), epoch, or '' (a loss).")
+    published: str = _d("The published value, as the write-up gives it.")
+    rule: Rule = _d(
+        "within: the band [band_low, band_high]; lower/higher: the paired difference (decay "
+        "minus no decay, or a later minus an earlier epoch) is below/above 0."
+    )
+    band_low: float | None = _d("within: the band's low end (null: unbounded).")
+    band_high: float | None = _d("within: the band's high end (null: unbounded).")
+    run_ids: list[int] = _d("The runs measured (both runs of each pair for a difference).")
+    n: int = _d("Seeds: runs (or pairs of runs) averaged.")
+    mean: float = _d("The mean over the seeds.")
+    ci_low: float | None = _d("The 95% interval's low end. " + CI)
+    ci_high: float | None = _d("The 95% interval's high end. " + CI)
+    verdict: Verdict = _d("holds, fails or inconclusive, by the rule (see `rules`).")
+
+
+class ReproductionSetup(BaseModel):
+    """What the sweep ran: the facts a verdict depends on."""
+
+    dataset: str = _d("cifar10 or synthetic (a stand-in).")
+    train_size: int = _d("Training samples.")
+    test_size: int = _d("Test samples.")
+    epochs: int = _d("Epochs per run; its last epoch stands for the write-up's epoch 50.")
+    seeds: list[int] = _d("The seeds, one run per seed and weight decay.")
+    hidden_sizes: list[int] = _d("The hidden layers (the original: 512, 512, 512).")
+    basis: str = _d("The constancy rule's reference weight (previous or next).")
+    precision: list[str] = _d("The arithmetic the runs trained with (from their numerics).")
+    deviations: list[str] = _d("Each way the sweep differs from the original experiment.")
+    stand_in: bool = _d("True unless the runs trained on the whole of CIFAR-10.")
+
+
+class ReproductionFigure(BaseModel):
+    """A figure of the report: a sweep view's PNG."""
+
+    file: str = _d("The file name the report refers to (decaylab reproduce writes it).")
+    caption: str = _d("What it shows.")
+    url: str = _d("The view that draws it (a path with its query, format=png).")
+
+
+class ReproductionOut(BaseModel):
+    """The write-up's claims re-checked on a finished sweep of weight decay 0 and 0.001 × seeds."""
+
+    sweep_id: int = _d("The sweep.")
+    setup: ReproductionSetup = _d("What the runs trained on and with.")
+    caveat: str = _d("What the verdicts are verdicts on.")
+    rules: dict[str, str] = _d("Each rule and each verdict, in words.")
+    claims: list[ClaimCheck] = _d("Every claim, in the report's order.")
+    verdicts: dict[str, int] = _d("How many claims hold, fail and are inconclusive.")
+    figures: list[ReproductionFigure] = _d("The report's figures.")

@@ -446,7 +446,7 @@ class Resolving:
 
 
 @dataclass(frozen=True)
-class _Measured:
+class Measured:
     """The groups, each with its members that have stored epochs and their percentages."""
 
     groups: list[Group]
@@ -464,9 +464,9 @@ class _Measured:
         return np.array(rows).reshape(len(rows), length)
 
 
-def _measure(
+def measure(
     session: Session, sweep: Sweep, by: Sequence[str], at: Resolving | None = None
-) -> _Measured:
+) -> Measured:
     """The groups and their members' percentages: at every tolerance the runs have, or at
     ``at``'s one tolerance, resolved as every view resolves it (server.views.posthoc)."""
     runs = members(session, sweep.id)
@@ -482,10 +482,10 @@ def _measure(
         [percents[r.id] for r in g.runs if r.id in percents and percents[r.id].percent.epochs]
         for g in groups
     ]
-    return _Measured(groups, data)
+    return Measured(groups, data)
 
 
-def _tolerances(measured: _Measured, tol: float | None) -> list[float]:
+def _tolerances(measured: Measured, tol: float | None) -> list[float]:
     runs = [p for g in measured.data for p in g]
     if not runs:
         raise NotComputed("no run of the sweep has stored an epoch yet")
@@ -495,7 +495,7 @@ def _tolerances(measured: _Measured, tol: float | None) -> list[float]:
     return [runs[0].tolerances[runs[0].tolerance_index(tol)]]
 
 
-def _group_series(measured: _Measured, g: int, tol: float, scope: Scope) -> GroupSeries:
+def _group_series(measured: Measured, g: int, tol: float, scope: Scope) -> GroupSeries:
     with_data = measured.data[g]
     s = stats(measured.samples(g, tol, scope))
     return GroupSeries(
@@ -512,7 +512,7 @@ def constancy(
 ) -> SweepConstancyOut | SweepConstancyAllOut:
     """Per group and epoch, the mean % of weights constant for ``scope`` and its interval; at
     one tolerance, or at every tolerance all the runs share."""
-    measured = _measure(session, sweep, by, at)
+    measured = measure(session, sweep, by, at)
     tol = None if at is None else at.tol
     tolerances = _tolerances(measured, tol)
     results = [
@@ -532,10 +532,8 @@ def constancy(
     )
 
 
-def metrics(session: Session, sweep: Sweep, by: list[str]) -> SweepMetricsOut:
-    """Per group and epoch, the mean loss and accuracy and their intervals; every member's
-    metrics read in one query."""
-    runs = members(session, sweep.id)
+def run_metrics(session: Session, runs: Iterable[Run]) -> dict[int, list[tuple[float, ...]]]:
+    """Each run's stored epochs (in order) as tuples of METRICS, read in one query."""
     per_run: dict[int, list[tuple[float, ...]]] = defaultdict(list)
     columns = [getattr(EpochMetrics, m) for m in METRICS]
     query = (
@@ -545,6 +543,14 @@ def metrics(session: Session, sweep: Sweep, by: list[str]) -> SweepMetricsOut:
     )
     for run_id, *values in session.execute(query):
         per_run[run_id].append(tuple(values))
+    return per_run
+
+
+def metrics(session: Session, sweep: Sweep, by: list[str]) -> SweepMetricsOut:
+    """Per group and epoch, the mean loss and accuracy and their intervals; every member's
+    metrics read in one query."""
+    runs = members(session, sweep.id)
+    per_run = run_metrics(session, runs)
     groups = []
     for g in group(runs, by):
         with_data = [r for r in g.runs if per_run.get(r.id)]
@@ -576,7 +582,7 @@ def _numeric(values: Iterable[Any]) -> bool:
     return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
 
 
-def _summary_scopes(measured: _Measured, scope: SummaryScope) -> list[Scope]:
+def _summary_scopes(measured: Measured, scope: SummaryScope) -> list[Scope]:
     if scope == "means":
         return ["all", "last2"]
     if scope == "layers":
@@ -596,7 +602,7 @@ def summary(
 ) -> SweepSummaryOut:
     """Dose-response: each group's mean and interval at ``epoch`` (default: the last epoch every
     group has), per tolerance (or at one) and per line of ``scope``."""
-    measured = _measure(session, sweep, by, at)
+    measured = measure(session, sweep, by, at)
     tol = None if at is None else at.tol
     tolerances = _tolerances(measured, tol)
     last = min(len(measured.epochs(g)) for g in range(len(measured.groups)))
@@ -648,7 +654,7 @@ def difference(
     by: list[str],
 ) -> SweepDifferenceOut:
     """Group b's mean minus group a's at every epoch both have, with its 95% interval."""
-    measured = _measure(session, sweep, by, at)
+    measured = measure(session, sweep, by, at)
     tol = at.tol
     count = len(measured.groups)
     for name, g in (("a", a), ("b", b)):
@@ -660,7 +666,7 @@ def difference(
     xb = measured.samples(b, tol, scope)[:, :length]
     pairs = None
     if method == "paired":
-        pairs, xa, xb = _pair(measured, a, b, by, xa, xb)
+        pairs, xa, xb = pair(measured, a, b, by, xa, xb)
         d = xb - xa
         m = d.shape[0]
         diff = d.mean(axis=0)
@@ -696,8 +702,8 @@ def difference(
     )
 
 
-def _pair(
-    measured: _Measured, a: int, b: int, by: Sequence[str], xa: np.ndarray, xb: np.ndarray
+def pair(
+    measured: Measured, a: int, b: int, by: Sequence[str], xa: np.ndarray, xb: np.ndarray
 ) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
     """Match the runs of groups a and b by their grid values outside ``by`` (e.g. the seed)."""
     others = [f for f in measured.groups[a].runs[0].spec if f not in by and f != "name"]

@@ -5,7 +5,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from server.api.pages import sweep_pages  # noqa: F401 (adds the sweep pages to the router)
+from server.api.pages import (  # noqa: F401 (they add their pages to the router)
+    reproduction_page,
+    sweep_pages,
+)
 from server.api.pages.routes import LOGIN_PATH, STATIC_PATH, router
 
 __all__ = ["LOGIN_PATH", "STATIC_PATH", "install"]

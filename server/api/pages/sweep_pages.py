@@ -32,7 +32,7 @@ from server.core.schemas import SweepConstancyAllOut, SweepOut
 from server.core.scope import describe
 from server.store.lifecycle import FINISHED
 from server.store.models import Sweep
-from server.views import sweeps
+from server.views import reproduction, sweeps
 
 SWEEPS = f"{UI}/sweeps"
 SweepId = sweeps_api.SweepId
@@ -254,5 +254,6 @@ def sweep_page(
         request,
         "sweep.html",
         layer_names=_layer_names(context["sweep"]),
+        reproducible=reproduction.shape_problem(sweeps.members(session, row.id)) is None,
         **context,
     )
