@@ -1,4 +1,4 @@
-"""Screenshots of the browser UI for the README: docs/img/ui-runs.png, ui-run.png, ui-compare.png,
+"""Screenshots of the browser UI for the README and docs/ui.md: docs/img/ui-runs.png, ui-run.png, ui-compare.png,
 ui-sweep.png.
 
 Starts `python -m server` and `python -m worker` on a temporary data directory (with

@@ -1,7 +1,7 @@
 """Load, the short version: 20 clients for 10 s against real processes on SQLite, no errors.
 
 The long version (50 clients, a minute) is `python benchmarks/load_test.py`; its figures are in
-the README. No timing is asserted: latencies depend on the machine.
+docs/benchmarks.md. No timing is asserted: latencies depend on the machine.
 """
 
 import json

@@ -1,4 +1,4 @@
-"""The experiment's facts (../shared/REFERENCE.md): the data's shape, the datasets' sizes and the
+"""The experiment's facts (docs/experiment.md): the data's shape, the datasets' sizes and the
 seed's tolerances. The API's limits and the engine both read them from here."""
 
 from itertools import pairwise
