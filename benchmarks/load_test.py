@@ -16,7 +16,7 @@ An error is a transport failure or any status but the expected 201/200. The serv
 worker's logs are searched for "database is locked". Prints requests, errors, throughput and
 p50/p95/p99 latency per kind; exits 1 on any error.
 
-    python benchmarks/load_test.py                    # 50 clients for 60 s (the figures in docs/benchmarks.md)
+    python benchmarks/load_test.py                    # 50 clients for 60 s (docs/benchmarks.md)
     python benchmarks/load_test.py --quick            # 10 clients for 5 s (what `make bench` runs)
     python benchmarks/load_test.py --clients 20 --seconds 10 --json load.json
 """

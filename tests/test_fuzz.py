@@ -76,7 +76,8 @@ accept = st.sampled_from(
 
 
 class Summary:
-    """A pytest plugin: the cases tried and the 5xx seen, in the terminal summary (docs/hardening.md)."""
+    """A pytest plugin: the cases tried and the 5xx seen, in the terminal summary (see
+    docs/hardening.md)."""
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         terminalreporter.write_line(
