@@ -4,7 +4,7 @@
 PYTHON    ?= python3
 VENV      := .venv
 PY        := $(VENV)/bin/python
-# Extra pip options, e.g. a CPU-only torch index (see README, "Installing elsewhere").
+# Extra pip options, e.g. a CPU-only torch index (see docs/configuration.md, "Installing elsewhere").
 PIP_ARGS  ?=
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
@@ -20,11 +20,11 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# The runtime (client, API and engine); the dev install below includes it, so it marks both as
-# done.
+# The runtime (client, API, engine, and pyarrow for `decaylab export --format parquet`); the dev
+# install below includes it, so it marks both as done.
 $(RUN_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
-	@echo "Installing decaylab and torch into $(VENV) (the first time downloads several GB; see README for the CPU wheels)"
-	$(PY) -m pip install --progress-bar on $(PIP_ARGS) -c constraints.txt -e '.[worker]'
+	@echo "Installing decaylab and torch into $(VENV) (the first time downloads several GB; see README.md for the CPU wheels)"
+	$(PY) -m pip install --progress-bar on $(PIP_ARGS) -c constraints.txt -e '.[worker,parquet]'
 	touch $@
 
 $(DEV_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
@@ -32,7 +32,7 @@ $(DEV_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(PY) -m pip install --progress-bar on $(PIP_ARGS) -c constraints.txt -e '.[dev]'
 	touch $(RUN_STAMP) $@
 
-run: $(RUN_STAMP) ## serve the API and one worker (SQLite under ./data); Ctrl-C stops both
+run: $(RUN_STAMP) ## serve the API and one worker (SQLite under ./data); Ctrl-C stops both; the CLI is .venv/bin/decaylab
 	$(PY) scripts/run_all.py
 
 test: lint ## ruff, then the whole pytest suite
@@ -41,7 +41,7 @@ test: lint ## ruff, then the whole pytest suite
 lint: $(DEV_STAMP) ## ruff check
 	$(PY) -m ruff check decaylab server worker tests benchmarks scripts
 
-bench: $(DEV_STAMP) ## quick mode of every benchmarks/*.py (full runs: see README)
+bench: $(DEV_STAMP) ## quick mode of every benchmarks/*.py (full runs: see docs/benchmarks.md)
 	@set -e; for script in $(wildcard benchmarks/*.py); do \
 		echo "== $$script"; $(PY) $$script --quick; done
 

@@ -20,8 +20,8 @@ An error is a transport failure or any status but the expected 201/200. The serv
 worker's logs are searched for "database is locked". Prints each phase's throughput and share
 of the floor, and the mix's p50/p95/p99 latency per kind; exits 1 on any error.
 
-    python benchmarks/load_test.py                    # 50 clients, 20 s a phase (docs' figures)
-    python benchmarks/load_test.py --quick            # 10 clients, 3 s a phase (`make bench`)
+    python benchmarks/load_test.py              # 50 clients, 20 s a phase (docs/benchmarks.md)
+    python benchmarks/load_test.py --quick      # 10 clients, 3 s a phase (`make bench`)
     python benchmarks/load_test.py --clients 20 --seconds 10 --json load.json
 """
 

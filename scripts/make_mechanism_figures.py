@@ -8,7 +8,7 @@ Like scripts/make_figures.py (whose helpers it uses: the same runs, sizes, local
     spectrum_wd0.png, spectrum_wd0.001.png  % constant per layer, epoch × tolerance (0, 1e-7..1)
     spectrum_compare.png                    the two spectra side by side
 
-and prints the numbers the README's mechanism section quotes (dead units, explained shares).
+and prints the numbers docs/mechanism.md quotes (dead units, explained shares).
 """
 
 import sys

@@ -1,5 +1,5 @@
-"""Screenshots of the browser UI for the README: docs/img/ui-runs.png, ui-run.png, ui-compare.png,
-ui-sweep.png.
+"""Screenshots of the browser UI for the README and docs/ui.md: docs/img/ui-runs.png, ui-run.png,
+ui-compare.png, ui-sweep.png.
 
 Starts `python -m server` and `python -m worker` on a temporary data directory (with
 server/processes.Processes, as the tests and `make figures` do), trains the seed's pair of runs

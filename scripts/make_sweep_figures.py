@@ -13,7 +13,7 @@ waits for its runs and downloads into docs/img/:
     sweep_dose_response_means.png   the same for the all-layer and last-two means
     sweep_accuracy.png          train and test accuracy per weight decay
 
-It prints the numbers the README's Sweeps section quotes. Defaults (8 epochs of 1,000/500
+It prints the numbers docs/sweeps.md quotes. Defaults (8 epochs of 1,000/500
 samples, 2 workers) train the 20 runs in about 5 minutes on 2 CPU cores.
 """
 

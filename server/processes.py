@@ -78,7 +78,9 @@ class Processes:
                 "DECAYLAB_DEVICE": "cpu",
                 "DECAYLAB_ALLOW_DOWNLOAD": "0",
                 "DECAYLAB_POLL_SECONDS": "0.1",
-                "MPLCONFIGDIR": str(root / "mpl"),
+                # A font cache shared with the caller's when it has one (the tests' session):
+                # building it anew costs each API process about a second at its first figure.
+                "MPLCONFIGDIR": os.environ.get("MPLCONFIGDIR", str(root / "mpl")),
             }
         self.env |= {f"DECAYLAB_{k.upper()}": v for k, v in settings.items()}
         self.started: dict[str, subprocess.Popen[bytes]] = {}

@@ -9,14 +9,21 @@ Those tests run against the PostgreSQL server at ``DECAYLAB_TEST_POSTGRES_URL`` 
 local one, user postgres, trust auth), each in a database of its own that is dropped afterwards.
 """
 
+import contextlib
 import dataclasses
 import io
 import itertools
+import json
 import os
 import random
+import re
 import secrets
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +44,7 @@ from server.core.errors import NotComputed
 from server.core.experiment import SPECTRUM_TOLERANCES
 from server.core.schemas import RunSpec, RunStatus
 from server.core.settings import Settings
-from server.processes import Processes
+from server.processes import Processes, free_port, wait_for
 from server.store import crud, jobs
 from server.store.db import Database
 from server.store.models import Run
@@ -49,6 +56,7 @@ from server.views.figures.render import Renderer
 os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="decaylab-mpl-"))
 
 SpecFactory = Callable[..., dict[str, Any]]
+ROOT = Path(__file__).resolve().parent.parent
 
 POSTGRES_URL = os.environ.get(
     "DECAYLAB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -401,3 +409,87 @@ def browser() -> Iterator[Any]:
         chromium = playwright.chromium.launch(executable_path=executable)
         yield chromium
         chromium.close()
+
+
+@dataclass
+class Served:
+    make: subprocess.Popen[bytes]
+    url: str
+    log: Path
+    data_dir: Path
+
+    def request(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return json.load(response)
+
+    def logs(self) -> str:
+        return f"\n--- make run ---\n{self.log.read_text()[-5000:]}"
+
+    def wait_for_run(self, run_id: int, done: Callable[[dict], bool], timeout: float) -> dict:
+        def check() -> dict | None:
+            assert self.make.poll() is None, self.logs()
+            run = self.request("GET", f"/runs/{run_id}")
+            return run if done(run) else None
+
+        return wait_for(check, timeout, f"run {run_id}", self.logs())
+
+    def stop(self, sig: int, group: bool) -> dict[str, tuple[int, int]]:
+        """Send sig (to make's process group, like a terminal, or to make alone); wait for the
+        end; return each child's (pid, exit status) from the launcher's log."""
+        if group:
+            os.killpg(self.make.pid, sig)
+        else:
+            self.make.send_signal(sig)
+        self.make.wait(timeout=90)
+        text = self.log.read_text()
+        pids = dict(re.findall(r"decaylab: (\w+) started, pid (\d+)", text))
+        codes = dict(re.findall(r"decaylab: (\w+) exited with (-?\d+)", text))
+        assert pids.keys() == codes.keys() == {"api", "worker"}, text
+        return {name: (int(pids[name]), int(codes[name])) for name in pids}
+
+
+def make_run(tmp_path: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """`make run` in a session of its own, as a terminal starts it, on a temp data dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DECAYLAB_")}
+    env |= {
+        "DECAYLAB_DATA_DIR": str(tmp_path / "data"),
+        "DECAYLAB_PORT": str(port),
+        "DECAYLAB_DEVICE": "cpu",
+        "DECAYLAB_POLL_SECONDS": "0.2",
+        "DECAYLAB_ALLOW_DOWNLOAD": "false",  # a cifar10 run fails at once, offline
+    }
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            ["make", "--no-print-directory", "--assume-old=.venv/.installed-run", "run"]
+            + [f"PY={sys.executable}"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+@contextlib.contextmanager
+def make_run_served(tmp_path: Path) -> Iterator[Served]:
+    """`make run` on a free port and a temp data dir, until its worker has started; killed (with
+    its children) at the end if still running."""
+    port = free_port()
+    log = tmp_path / "make-run.log"
+    make = make_run(tmp_path, port, log)
+    served = Served(make, f"http://127.0.0.1:{port}", log, tmp_path / "data")
+    try:
+
+        def worker_started() -> bool:
+            assert make.poll() is None, served.logs()
+            return "decaylab: worker started" in log.read_text()
+
+        wait_for(worker_started, 90, "make run to start the worker", served.logs())
+        yield served
+    finally:
+        if make.poll() is None:
+            os.killpg(make.pid, signal.SIGKILL)  # the children follow (PR_SET_PDEATHSIG)
+            make.wait()

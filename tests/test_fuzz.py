@@ -4,7 +4,7 @@
 Hypothesis generates JSON bodies (anything, spec-shaped, and a valid spec with one field
 replaced), raw byte bodies, and arbitrary path, query and Accept values for every operation of
 the OpenAPI document, PNG views included. Runs are derandomized, so CI sees the same cases every
-time; the number tried is printed at the end of the module (see the README's Hardening section).
+time; the number tried is printed at the end of the module (see docs/hardening.md).
 """
 
 import json
@@ -76,7 +76,8 @@ accept = st.sampled_from(
 
 
 class Summary:
-    """A pytest plugin: the cases tried and the 5xx seen, in the terminal summary (README)."""
+    """A pytest plugin: the cases tried and the 5xx seen, in the terminal summary (see
+    docs/hardening.md)."""
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         terminalreporter.write_line(

@@ -81,10 +81,10 @@ PUBLISHED_TORCH_2_13_IMAGES = {
 def test_the_worker_image_is_built_on_a_published_pytorch_tag():
     base_image = re.search(r"^FROM (\S+)", (ROOT / "Dockerfile.worker").read_text(), re.M)
     assert base_image and base_image[1] in PUBLISHED_TORCH_2_13_IMAGES, base_image
-    # The README says which image and which NVIDIA driver it needs.
-    readme = (ROOT / "README.md").read_text()
-    assert base_image[1] in readme
-    assert re.search(r"NVIDIA driver.{0,60}≥ ?5\d\d", readme, re.S)
+    # The Docker page says which image and which NVIDIA driver it needs.
+    docker = (ROOT / "docs" / "docker.md").read_text()
+    assert base_image[1] in docker
+    assert re.search(r"NVIDIA driver.{0,60}≥ ?5\d\d", docker, re.S)
 
 
 def test_everything_installed_for_decaylab_is_pinned_at_its_installed_version():
@@ -183,3 +183,14 @@ def test_installs_show_their_progress():
     readme = (ROOT / "README.md").read_text()
     # The CPU-wheel hint comes before the quick start, where a user without a GPU needs it.
     assert readme.index("download.pytorch.org/whl/cpu") < readme.index("## Quick start")
+
+
+def test_make_run_installs_what_the_quick_start_and_the_cli_docs_use():
+    """`make run` is the user's whole install: it must bring pyarrow for `decaylab export
+    --format parquet` (docs/cli.md) and, with the client, the `decaylab` command."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("$(RUN_STAMP):", 1)[1].split("\n\n", 1)[0]
+    extras = re.search(r"-e '\.\[([\w,]+)\]'", recipe)
+    assert extras, recipe
+    installed = closure(tuple(extras[1].split(",")))
+    assert {"pyarrow", "torch", "fastapi", "httpx"} <= installed, installed

@@ -1,4 +1,6 @@
-"""PNG twins of the JSON views: drawing (draw.py), cached rendering (pngs.py), the report page."""
+"""PNG twins of the JSON views: drawing (draw.py), cached rendering (render.py), JSON/PNG/CSV
+negotiation (answer.py), the report page (report.py), sample data for the figure tests and
+benchmarks (samples.py)."""
 
 import os
 import tempfile
