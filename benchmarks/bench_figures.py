@@ -2,9 +2,8 @@
 
 Data: 4 layers × 50 epochs × 4 tolerances (server.views.figures.samples), two runs for comparisons,
 default FigureOptions (1000 × 750 px at 100 dpi). Cold = a fresh render cache, so the figure
-is drawn in the thread pool; cached = the same request again (for the report page: its six
-figures from the cache, the HTML composed anew). The first figure of a process also pays for
-matplotlib's font loading: reported on its own line.
+is drawn in the thread pool; cached = the same request again. The first figure of a process also
+pays for matplotlib's font loading: reported on its own line.
 
     python benchmarks/bench_figures.py            # 5 cold draws, 200 cache hits per kind
     python benchmarks/bench_figures.py --quick    # 1 and 20 (what `make bench` runs)
@@ -25,7 +24,6 @@ from server.views.figures.draw import (
     label_of,
 )
 from server.views.figures.render import Renderer
-from server.views.figures.report import report_html
 from server.views.figures.samples import (
     sample_compare,
     sample_constancy,
@@ -64,9 +62,6 @@ def requests(options: FigureOptions) -> dict[str, Request]:
         "metrics loss": lambda r: r.render(draw_metrics, metrics, options, "loss", label),
         "metrics accuracy": lambda r: r.render(draw_metrics, metrics, options, "accuracy", label),
         "weight variance": lambda r: r.render(draw_weight_stats, weights, options, label),
-        "report page (6 figures)": lambda r: report_html(
-            r, base, metrics, constancy, weights, options
-        ),
     }
 
 
