@@ -21,7 +21,7 @@ from server.api.etag import ETagMiddleware
 from server.api.events import Broadcaster
 from server.api.middleware import OPEN_PATHS, BearerAuth, BodyLimit, SameOriginWrites
 from server.api.responses import FinalNewline
-from server.api.routers import compare, events, health, mechanism, runs, sweeps
+from server.api.routers import causes, compare, events, health, mechanism, runs, sweeps
 from server.core.errors import DomainError
 from server.core.settings import Settings, get_settings
 from server.store.db import Database
@@ -225,7 +225,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for module in (runs, events, compare, mechanism, health, sweeps):
+    for module in (runs, events, compare, mechanism, causes, health, sweeps):
         app.include_router(module.router)
     pages.install(app)
     _serve_docs(app)
