@@ -41,6 +41,7 @@ SPEC = dict(
     epochs=3,
     learning_rate=0.05,
     momentum=0.5,
+    causes=True,
 )
 # Updates of about 1e-6 x a gradient of 1e-3..1e-2 straddle half a float32 ulp of weights of a
 # few hundredths (2**-30 ≈ 9e-10 at 0.03): some round away, some do not; in float64 none should.
@@ -239,8 +240,12 @@ def test_bfloat16_autocast_keeps_float32_master_weights_and_counts_the_causes(tm
             e <= n <= u for u, n, e in zip(r.unchanged, r.no_gradient, r.explained, strict=True)
         )
     # Not the float32 run: the forward pass really ran in bfloat16.
-    plain = list(training(RunSpec(**SPEC | {"epochs": 2}), tmp_path / "plain").epochs())
+    plain = list(
+        training(RunSpec(**SPEC | {"epochs": 2, "causes": False}), tmp_path / "plain").epochs()
+    )
     assert records[0].train_loss != plain[0].train_loss
+    # Without causes (the default) nothing is counted, the rest is measured as ever.
+    assert all(r.no_gradient == [] and r.unchanged for r in plain)
 
 
 def test_the_spec_refuses_autocast_over_float64(client):
@@ -328,7 +333,7 @@ def test_runs_stored_before_the_causes_answer_404_saying_why(client, play, tiny_
     for run_id in (older.run_id, plain.run_id):
         answer = client.get(f"/runs/{run_id}/causes")
         assert answer.status_code == 404
-        assert "trained before decaylab counted" in answer.json()["detail"]
+        assert "submit it again with causes true" in answer.json()["detail"]
     assert client.get("/runs/999/causes").status_code == 404
     queued = client.post("/runs", json=tiny_spec()).json()["id"]
     assert client.get(f"/runs/{queued}/causes").json() == {

@@ -166,6 +166,15 @@ class RunSpec(BaseModel):
             "rounds away moves a float64 weight). Constancy is judged in this dtype."
         ),
     ] = "float32"
+    causes: Annotated[
+        bool,
+        Field(
+            description="Also count why each exactly constant weight stayed constant (GET "
+            "/runs/{id}/causes): no loss gradient all epoch (in a dead unit, or a dead pair) or "
+            "every update rounded away. Costs about 4 % of a CPU epoch (an OR over every "
+            "weight's gradient per batch), hence off by default."
+        ),
+    ] = False
     autocast: Annotated[
         Literal["bfloat16"] | None,
         Field(

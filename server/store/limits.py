@@ -76,11 +76,11 @@ def estimate(spec: RunSpec) -> Estimate:
         parameters=params,
         memory={
             # Weights, gradients, optimizer state, the constancy meter's copy, per weight of
-            # the weight matrices the causes' gradient bits (the dtype's width) and two bool
-            # masks (in a dead unit, no gradient) and, with autocast, a bfloat16 weight copy.
+            # the weight matrices a bool mask (in a dead unit) and with causes the gradient
+            # bits (the dtype's width) and a second mask, with autocast a bfloat16 weight copy.
             "hidden_sizes": model * (2 + optimizer_slots(spec))
             + measured * float_bytes
-            + weights * (float_bytes + 2)
+            + weights * (1 + (float_bytes + 1 if spec.causes else 0))
             + (params * AUTOCAST_BYTES if spec.autocast else 0),
             "train_size": train * SAMPLE_BYTES,
             # The test split, each test sample's loss, and one test pass's activations.

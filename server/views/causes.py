@@ -12,8 +12,9 @@ the ``constant`` of /units) split exactly into
 
 ``constant = no_gradient + rounded`` and ``in_dead_unit <= no_gradient``. The engine counts them
 on the device (worker/engine/train.py); the store keeps ``constant``, ``in_dead_unit`` and
-``no_gradient`` (explained_counts), ``rounded`` is their difference. Runs trained before
-decaylab counted the gradients answer NotComputed (404) saying so.
+``no_gradient`` (explained_counts), ``rounded`` is their difference. Only runs whose spec asks
+for it (``causes``: true; it costs a few % of an epoch) count them; others, and runs trained
+before decaylab counted them, answer NotComputed (404) saying so.
 """
 
 from collections import defaultdict
@@ -87,9 +88,8 @@ def causes(session: Session, run: Run) -> CausesOut:
     ).all()
     if run.epochs_done and (not rows or any(row.no_gradient is None for row in rows)):
         raise NotComputed(
-            f"run {run.id} has no causes of constancy: it was trained before decaylab counted "
-            "which weights got a gradient (or resumed from such a run); submit it again to "
-            "see them"
+            f"run {run.id} has no causes of constancy: it was trained with causes false (the "
+            "default), or before decaylab counted them; submit it again with causes true"
         )
     epochs: list[int] = []
     by_layer: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))

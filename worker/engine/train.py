@@ -178,16 +178,17 @@ class Training:
         # hidden layer) or outgoing column (the layer before); rebuilt every epoch in place.
         weights = self._measured[: len(self._model.layers)]
         self._in_dead_unit = [torch.zeros_like(w, dtype=torch.bool) for w in weights]
-        # Per weight matrix, whether each weight's loss gradient was non-zero in some batch of
-        # the epoch: every batch's gradient bits ORed in on the device, the gradient viewed as
-        # integers of its width (one cheap kernel; a float-to-bool OR costs ~10x more:
-        # benchmarks/bench_causes.py). Its magnitude bits are all 0 only when every batch's
-        # gradient was exactly 0 (-0.0 has only the sign bit). Reset every epoch, and epochs end
-        # at checkpoints: nothing to resume.
+        # The causes (spec.causes): per weight matrix, whether each weight's loss gradient was
+        # non-zero in some batch of the epoch: every batch's gradient bits ORed in on the
+        # device, the gradient viewed as integers of its width (one cheap kernel; a
+        # float-to-bool OR costs ~6x more: benchmarks/bench_causes.py). Its magnitude bits are
+        # all 0 only when every batch's gradient was exactly 0 (-0.0 has only the sign bit).
+        # Reset every epoch, and epochs end at checkpoints: nothing to resume.
         bits = torch.int64 if self._dtype == torch.float64 else torch.int32
         self._magnitude = torch.iinfo(bits).max  # all bits but the sign
-        self._gradient_bits = [torch.zeros_like(w).view(bits) for w in weights]
-        self._no_gradient = [torch.zeros_like(w, dtype=torch.bool) for w in weights]
+        tracked = weights if spec.causes else []
+        self._gradient_bits = [torch.zeros_like(w).view(bits) for w in tracked]
+        self._no_gradient = [torch.zeros_like(w, dtype=torch.bool) for w in tracked]
         # The logits and the input pixels are no hidden units: never dead.
         self._no_rows = torch.zeros(CLASSES, dtype=torch.bool, device=device)
         self._no_cols = torch.zeros(IN_FEATURES, dtype=torch.bool, device=device)
@@ -255,7 +256,7 @@ class Training:
             "spectrum": [[row[k] for k in self._spectrum_columns] for row in rows],
             "unchanged": [row[0] for row in rows[:weights]],
             "explained": explained,
-            "no_gradient": no_gradient,
+            "no_gradient": no_gradient if self.spec.causes else [],
             "dead_units": dead,
         }
 
@@ -272,8 +273,9 @@ class Training:
         for bits, none in zip(self._gradient_bits, self._no_gradient, strict=True):
             torch.eq(bits.bitwise_and_(self._magnitude), 0, out=none)
         weights = len(self._in_dead_unit)
+        none = self._no_gradient or [None] * weights  # counts 0 when the causes are not counted
         within: list[list[torch.Tensor | None]] = [
-            [dead, none] for dead, none in zip(self._in_dead_unit, self._no_gradient, strict=True)
+            [dead, no] for dead, no in zip(self._in_dead_unit, none, strict=True)
         ]
         within += [[None, None]] * (len(self._measured) - weights)
         counts, inside = self._meter.measure_within(self._measured, within)
@@ -303,7 +305,7 @@ class Training:
         order = torch.randperm(size, generator=self._shuffle, device=self._device)
         for flags in (*self._fired, *self._gradient_bits):
             flags.zero_()
-        weights = self._measured[: len(self._gradient_bits)]
+        weights = self._measured[: len(self._gradient_bits)]  # none unless spec.causes
         self._model.train()
         for start in range(0, size, batch_size):
             if should_stop():
