@@ -86,7 +86,7 @@ def meter_seconds() -> dict[str, tuple[float, int]]:
     ladder in one meter (with the explained counts), and two meters side by side."""
     model = build_model(HIDDEN, seed=0)
     weights = [layer.weight.detach() for layer in model.layers]
-    within: list[torch.Tensor | None] = [torch.rand(w.shape) < 0.05 for w in weights]
+    within: list[list[torch.Tensor | None]] = [[torch.rand(w.shape) < 0.05] for w in weights]
     union = sorted(set(SEED_TOLERANCES) | set(SPECTRUM_TOLERANCES))
     step = [0]
 

@@ -64,6 +64,12 @@ VIEWS: dict[str, View] = {
         (),
         "Runs' movement spectra side by side",
     ),
+    "causes": View(
+        "/runs/{run_id}/causes",
+        "run",
+        (),
+        "Every exactly constant weight by cause: no gradient (dead unit, dead pair) or rounded",
+    ),
     "sweep_constancy": View(
         "/sweeps/{sweep_id}/constancy",
         "sweep",

@@ -131,6 +131,23 @@ def test_parity_on_training_like_updates_with_32_tolerances(basis):
     assert counts == sorted(counts) and counts[0] == int((curr == prev).sum())
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    weights=weight_pairs(),
+    tolerances=tolerance_lists,
+    basis=st.sampled_from(["previous", "next"]),
+)
+def test_random_parity_with_numpy_in_float64(weights, tolerances, basis):
+    """float64 runs: the rule in float64 (a float32 threshold would misjudge changes below
+    float32's resolution), still exactly np.isclose's; updates of 1 + 2**-52 included."""
+    prev32, curr32 = weights
+    prev = prev32.astype(np.float64)
+    with np.errstate(all="ignore"):
+        curr = np.where(curr32 == prev32 * np.float32(1.0 + 2**-23), prev * (1 + 2**-52), curr32)
+        expected = numpy_counts(prev, curr, tolerances, basis)
+    assert kernel_counts(prev, curr, tolerances, basis, 7) == expected
+
+
 def test_meter_keeps_one_snapshot_across_epochs():
     rng = np.random.default_rng(1)
     shapes = [(64, 48), (48,), (10, 64)]
@@ -171,8 +188,10 @@ def test_rejects_bad_input():
         ConstancyMeter([w], [0.1, 0.0])
     with pytest.raises(ValueError, match="basis"):
         ConstancyMeter([w], [0.1], "later")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="fp32"):
-        ConstancyMeter([w.double()], [0.1])
+    with pytest.raises(TypeError, match="one dtype"):
+        ConstancyMeter([w, w.double()], [0.1])
+    with pytest.raises(TypeError, match="float32 or float64"):
+        ConstancyMeter([w.half()], [0.1])
     meter = ConstancyMeter([w], [0.1])
     with pytest.raises(ValueError, match="same tensors"):
         meter.measure([torch.zeros(5)])

@@ -11,6 +11,7 @@ import torch
 from server.core.records import EpochRecord
 from server.core.runfiles import RunFiles
 from server.core.schemas import RunSpec
+from server.views.posthoc import constant_count
 from worker.engine.devices import resolve_device
 from worker.engine.train import (
     Start,
@@ -151,9 +152,12 @@ def test_fresh_start_forgets_old_checkpoints(tmp_path):
     assert sorted(p.name for p in stale.parent.iterdir()) == ["epoch_0001.pt"]
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("basis", ["previous", "next"])
-def test_snapshots_reproduce_counts_and_variances(tmp_path, basis):
-    spec = tiny(epochs=2, keep_snapshots=True, include_biases=True, basis=basis)
+def test_snapshots_reproduce_counts_and_variances(tmp_path, basis, dtype):
+    """Counts equal np.isclose on the snapshots, in the run's dtype (float64 snapshots are
+    float64), and so does the after-the-fact count of other tolerances."""
+    spec = tiny(epochs=2, keep_snapshots=True, include_biases=True, basis=basis, dtype=dtype)
     engine = training(spec, tmp_path)
     names = [t.name for t in engine.tensors]
     assert names == ["layers.0.weight", "layers.1.weight", "layers.0.bias", "layers.1.bias"]
@@ -161,6 +165,7 @@ def test_snapshots_reproduce_counts_and_variances(tmp_path, basis):
     results = list(engine.epochs())
     snapshots = [dict(np.load(RunFiles(tmp_path).snapshot(e))) for e in range(3)]
     assert sorted(snapshots[0]) == sorted(names)
+    assert all(array.dtype == np.dtype(dtype) for array in snapshots[-1].values())
     variances = [engine.initial_variances] + [r.variances for r in results]
     for epoch, snapshot in enumerate(snapshots):
         expected = [float(np.var(snapshot[n], dtype=np.float64)) for n in names]
@@ -170,12 +175,19 @@ def test_snapshots_reproduce_counts_and_variances(tmp_path, basis):
         for n in names:
             a, b = (after[n], before[n]) if basis == "previous" else (before[n], after[n])
             expected.append([int(np.isclose(a, b, rtol=t, atol=0).sum()) for t in spec.tolerances])
+            assert [constant_count(before[n], after[n], t, basis) for t in spec.tolerances] == (
+                expected[-1]
+            )
         assert r.counts == expected
 
 
-def test_optimizers(tmp_path):
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_optimizers(tmp_path, dtype):
+    """Every optimizer (fused, one kernel for all parameters) in either dtype."""
+
     def first(**changes):
-        return numbers(train(tiny(epochs=1, learning_rate=0.001, **changes), tmp_path)[0])
+        spec = tiny(epochs=1, learning_rate=0.001, dtype=dtype, **changes)
+        return numbers(train(spec, tmp_path)[0])
 
     # Without decay Adam and AdamW are the same update; with it, L2 and decoupled decay differ.
     assert first(optimizer="adam") == first(optimizer="adamw")

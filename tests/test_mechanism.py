@@ -221,11 +221,12 @@ def test_measure_within_counts_exactly_equal_weights_inside_the_mask():
     prev = torch.tensor([1.0, 2.0, 3.0, 4.0, -0.0, 5.0])
     curr = torch.tensor([1.0, 2.5, 3.0, 4.0, 0.0, 5.0 + 1e-6])
     within = torch.tensor([True, True, False, True, True, True])
+    other = torch.tensor([False, False, True, True, False, False])
     meter = ConstancyMeter([prev.clone()], [0.0, 0.1])
-    counts, inside = meter.measure_within([curr], [within])
-    assert counts.tolist() == [[4, 5]] and inside.tolist() == [3]
-    with pytest.raises(ValueError, match="one bool mask"):
-        meter.measure_within([curr], [within[:3]])
+    counts, inside = meter.measure_within([curr], [[within, other]])
+    assert counts.tolist() == [[4, 5]] and inside.tolist() == [[3, 2]]
+    with pytest.raises(ValueError, match="bool masks"):
+        meter.measure_within([curr], [[within[:3]]])
 
 
 @pytest.mark.parametrize("units", [[], [0], [7, 8], [1, 5, 511], list(range(0, 64, 3))])

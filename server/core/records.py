@@ -36,3 +36,8 @@ class EpochRecord:
     # those lie in a dead unit's incoming row or outgoing column (each weight counted once).
     unchanged: list[int] = field(default_factory=list)
     explained: list[int] = field(default_factory=list)
+    # The causes: per weight matrix, its unchanged weights whose loss gradient was exactly 0 in
+    # every batch of the epoch (the rest of the unchanged, ``rounded``, got a non-zero gradient
+    # and still ended the epoch bit-identical). ``explained`` <= ``no_gradient`` <= ``unchanged``:
+    # a dead unit passes no gradient to its row or column.
+    no_gradient: list[int] = field(default_factory=list)

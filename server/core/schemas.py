@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from server.core.experiment import DATASET_SIZES
 
@@ -158,6 +158,36 @@ class RunSpec(BaseModel):
         bool,
         Field(description="Keep every epoch's weights for GET /runs/{id}/snapshots/{epoch}."),
     ] = False
+    dtype: Annotated[
+        Literal["float32", "float64"],
+        Field(
+            description="The precision of the weights, the optimizer state and the computation: "
+            "float32 (the seed's) or float64 (whose ulp is 2^29 times finer: an update float32 "
+            "rounds away moves a float64 weight). Constancy is judged in this dtype."
+        ),
+    ] = "float32"
+    causes: Annotated[
+        bool,
+        Field(
+            description="Also count why each exactly constant weight stayed constant (GET "
+            "/runs/{id}/causes): no loss gradient all epoch (in a dead unit, or a dead pair) or "
+            "every update rounded away. Costs about 4 % of a CPU epoch (an OR over every "
+            "weight's gradient per batch), hence off by default."
+        ),
+    ] = False
+    autocast: Annotated[
+        Literal["bfloat16"] | None,
+        Field(
+            description="null (the seed's: none) or bfloat16: float32 master weights and "
+            "optimizer, the forward pass's matmuls in bfloat16 (torch.autocast), as most GPU "
+            "training runs today. Needs dtype float32."
+        ),
+    ] = None
+
+    @property
+    def precision(self) -> str:
+        """What a run trained in, as people read it: float32, float64, float32 + bfloat16."""
+        return self.dtype if self.autocast is None else f"{self.dtype} + {self.autocast} autocast"
 
     @field_validator("epochs", "batch_size", "train_size", "test_size", "seed", mode="before")
     @classmethod
@@ -184,6 +214,13 @@ class RunSpec(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError("tolerances must be distinct")
         return sorted(value)
+
+    @model_validator(mode="after")
+    def _autocast_float32(self) -> "RunSpec":
+        # Autocast keeps float32 master weights; over float64 ones it would mean two precisions.
+        if self.autocast is not None and self.dtype != "float32":
+            raise ValueError(f"autocast {self.autocast} needs dtype float32, not {self.dtype}")
+        return self
 
 
 def _d(text: str) -> Any:
@@ -278,6 +315,10 @@ class CompareRun(BaseModel):
     weight_decay: float = _d("The spec's weight decay.")
     basis: str = _d(
         "The spec's basis (previous or next): runs of different bases are not measured alike."
+    )
+    precision: str = _d(
+        "What the run trained in: float32, float64 or float32 + bfloat16 autocast. Runs of "
+        "different precision are not measured alike (float32 rounds small updates away)."
     )
     epochs: list[int] = _d("Epochs measured.")
     percent: list[float] = _d(PERCENTS + ", for the scope asked for.")

@@ -207,7 +207,8 @@ def record_epoch(session: Session, lease: Lease, result: EpochRecord, lease_seco
 
 
 def _insert_mechanism(session: Session, run_id: int, result: EpochRecord) -> None:
-    """The epoch's spectrum, dead units and explained counts (when the engine measured them)."""
+    """The epoch's spectrum, dead units, explained and no-gradient counts (when the engine
+    measured them)."""
     if result.spectrum:
         session.execute(
             insert(EpochSpectrum).values(run_id=run_id, epoch=result.epoch, counts=result.spectrum)
@@ -236,9 +237,16 @@ def _insert_mechanism(session: Session, run_id: int, result: EpochRecord) -> Non
                     "layer_index": layer,
                     "unchanged": unchanged,
                     "explained": explained,
+                    "no_gradient": no_gradient,
                 }
-                for layer, (unchanged, explained) in enumerate(
-                    zip(result.unchanged, result.explained, strict=True)
+                for layer, (unchanged, explained, no_gradient) in enumerate(
+                    zip(
+                        result.unchanged,
+                        result.explained,
+                        # None (NULL) from an engine that does not count the causes.
+                        result.no_gradient or [None] * len(result.unchanged),
+                        strict=True,
+                    )
                 )
             ],
         )

@@ -1,8 +1,9 @@
 """What a run spec will cost before it is stored: parameters, device memory and disk.
 
 The API refuses a spec beyond the configured limits with 422 (``violations``) instead of letting
-a worker run out of memory or fill its disk. The estimates are upper bounds in float32 terms,
-from the experiment's facts (server/core/experiment.py) and a run's file layout
+a worker run out of memory or fill its disk. The estimates are upper bounds in the run's dtype
+(float64 weights, optimizer state, activations and files take twice float32's bytes; pixels stay
+uint8), from the experiment's facts (server/core/experiment.py) and a run's file layout
 (server/core/runfiles.py), which the engine uses too.
 """
 
@@ -21,7 +22,9 @@ from server.core.runfiles import RunFiles
 from server.core.schemas import RunSpec
 from server.core.settings import Settings
 
-FLOAT_BYTES = 4
+FLOAT_BYTES = {"float32": 4, "float64": 8}
+# bfloat16 autocast: a bfloat16 copy of the weights beside the float32 master weights.
+AUTOCAST_BYTES = 2
 # A sample on the device: uint8 pixels and an int64 label.
 SAMPLE_BYTES = IN_FEATURES + 8
 
@@ -59,7 +62,8 @@ def estimate(spec: RunSpec) -> Estimate:
     params = parameter_count(spec.hidden_sizes)
     weights = sum(a * b for a, b in pairwise(layer_sizes(spec.hidden_sizes)))
     measured = params if spec.include_biases else weights
-    model = params * FLOAT_BYTES
+    float_bytes = FLOAT_BYTES[spec.dtype]
+    model = params * float_bytes
     train, test = dataset_sizes(spec.dataset, spec.train_size, spec.test_size)
     # Per sample of a batch: the float input, each hidden layer's output before and after ReLU
     # and the logits, and as much again for their gradients.
@@ -71,13 +75,18 @@ def estimate(spec: RunSpec) -> Estimate:
     return Estimate(
         parameters=params,
         memory={
-            # Weights, gradients, optimizer state and the constancy meter's copy.
-            "hidden_sizes": model * (2 + optimizer_slots(spec)) + measured * FLOAT_BYTES,
+            # Weights, gradients, optimizer state, the constancy meter's copy, per weight of
+            # the weight matrices a bool mask (in a dead unit) and with causes the gradient
+            # bits (the dtype's width) and a second mask, with autocast a bfloat16 weight copy.
+            "hidden_sizes": model * (2 + optimizer_slots(spec))
+            + measured * float_bytes
+            + weights * (1 + (float_bytes + 1 if spec.causes else 0))
+            + (params * AUTOCAST_BYTES if spec.autocast else 0),
             "train_size": train * SAMPLE_BYTES,
             # The test split, each test sample's loss, and one test pass's activations.
-            "test_size": test * (SAMPLE_BYTES + FLOAT_BYTES)
-            + min(test, TEST_PASS_SAMPLES) * activations * FLOAT_BYTES,
-            "batch_size": 2 * spec.batch_size * activations * FLOAT_BYTES,
+            "test_size": test * (SAMPLE_BYTES + float_bytes)
+            + min(test, TEST_PASS_SAMPLES) * activations * float_bytes,
+            "batch_size": 2 * spec.batch_size * activations * float_bytes,
         },
         disk=disk,
     )

@@ -232,8 +232,11 @@ class DeadUnits(Base):
 
 
 class ExplainedCount(Base):
-    """Weight matrix ``layer_index`` from epoch-1 to epoch: its weights exactly unchanged, and
-    how many of those lie in a dead unit's incoming row or outgoing column (counted once)."""
+    """Weight matrix ``layer_index`` from epoch-1 to epoch: its weights exactly unchanged, how
+    many of those lie in a dead unit's incoming row or outgoing column (counted once), and how
+    many of those unchanged got an exactly zero loss gradient in every batch of the epoch
+    (``no_gradient``; NULL for epochs trained before decaylab counted it: migration 0006). The
+    rest of the unchanged are *rounded*: the causes view (server/views/causes.py) derives it."""
 
     __tablename__ = "explained_counts"
 
@@ -244,6 +247,7 @@ class ExplainedCount(Base):
     layer_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     unchanged: Mapped[int] = mapped_column(Integer)
     explained: Mapped[int] = mapped_column(Integer)
+    no_gradient: Mapped[int | None] = mapped_column(Integer)
 
 
 def pack_units(units: list[int]) -> bytes:

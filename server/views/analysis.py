@@ -324,6 +324,7 @@ def compare_entry(item: RunPercent, t: int, scope: Scope) -> CompareRun:
         name=run.row.name,
         weight_decay=run.spec.weight_decay,
         basis=run.spec.basis,
+        precision=run.spec.precision,
         epochs=percent.epochs,
         percent=_scoped(run, percent, t, scope),
     )

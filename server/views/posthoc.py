@@ -30,15 +30,17 @@ _LOCK = threading.Lock()
 
 def constant_count(prev: np.ndarray, curr: np.ndarray, tol: float, basis: str) -> int:
     """How many weights are constant from ``prev`` to ``curr`` at ``tol``: the engine's kernel in
-    NumPy, in float32, ``|curr - prev| <= tol * |ref|`` (ref = prev for basis "previous", curr
-    for "next") with np.isclose's clauses: a non-finite ref counts only when both values are
-    equal, NaN never, -0.0 equals +0.0."""
-    prev = np.asarray(prev, dtype=np.float32)
-    curr = np.asarray(curr, dtype=np.float32)
+    NumPy, in the weights' dtype (float32, or float64 for a float64 run's snapshots),
+    ``|curr - prev| <= tol * |ref|`` (ref = prev for basis "previous", curr for "next") with
+    np.isclose's clauses: a non-finite ref counts only when both values are equal, NaN never,
+    -0.0 equals +0.0."""
+    dtype = np.float64 if np.asarray(prev).dtype == np.float64 else np.float32
+    prev = np.asarray(prev, dtype=dtype)
+    curr = np.asarray(curr, dtype=dtype)
     ref = np.abs(prev if basis == "previous" else curr)
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.abs(curr - prev)
-        constant = (diff <= np.float32(tol) * ref) & np.isfinite(ref)
+        constant = (diff <= dtype(tol) * ref) & np.isfinite(ref)
         constant |= curr == prev
     return int(np.count_nonzero(constant))
 

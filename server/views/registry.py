@@ -48,13 +48,15 @@ from server.views.figures.render import Draw
 MODULES = (
     "server.views.runs",
     "server.views.mechanism",
+    "server.views.causes",
     "server.views.sweeps",
 )
 
 Subject = Literal["run", "runs", "sweep"]
 # Where a page shows a view: the run page's figures and its "why weights stay constant"
-# section, the comparison page, the sweep page.
-Place = Literal["run", "why", "compare", "sweep"]
+# section; the comparison page (a view of the runs, or "each": a run's view for every run,
+# side by side); the sweep page.
+Place = Literal["run", "why", "compare", "each", "sweep"]
 # The path or query parameter that names a view's subject.
 SUBJECT_PARAMETER: dict[Subject, str] = {"run": "run_id", "runs": "runs", "sweep": "sweep_id"}
 # Parameters of every view that shape the answer's form, not its data.
@@ -63,11 +65,13 @@ FORM_PARAMETERS = frozenset({"format", "width", "height", "dpi"})
 
 @dataclass(frozen=True)
 class Panel:
-    """A figure of a page: the view drawn with ``query`` fixed, under ``caption``."""
+    """A figure of a page: the view drawn with ``query`` fixed, under ``caption``; for a run's
+    view, only when the run's spec field ``shown_if`` is true (what it measured on request)."""
 
     place: Place
     caption: str
     query: Mapping[str, Any] = field(default_factory=dict)
+    shown_if: str | None = None
 
 
 @dataclass(frozen=True)

@@ -41,24 +41,39 @@ def describe(device: torch.device) -> str:
     return str(device)
 
 
-def exact_numerics(device: torch.device) -> dict[str, Any]:
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """A spec's ``dtype`` or ``autocast`` name as the torch dtype."""
+    return DTYPES[name]
+
+
+def exact_numerics(
+    device: torch.device, dtype: str = "float32", autocast: str | None = None
+) -> dict[str, Any]:
     """Make fp32 stay fp32 and every kernel deterministic, on every device, and return what is in
     force (stored on the run as ``numerics``).
 
     The counts of constant weights compare values bit for bit: TF32 matmuls (the default on
     recent GPUs for some entry points) or nondeterministic kernels would change which weights
-    count as constant from one run of a spec to the next."""
+    count as constant from one run of a spec to the next. ``dtype`` and ``autocast`` are the
+    run's precision (its spec's), recorded with the rest."""
     torch.set_float32_matmul_precision("highest")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     torch.use_deterministic_algorithms(True)
-    return numerics_in_force(device)
+    return numerics_in_force(device, dtype, autocast)
 
 
-def numerics_in_force(device: torch.device) -> dict[str, Any]:
+def numerics_in_force(
+    device: torch.device, dtype: str = "float32", autocast: str | None = None
+) -> dict[str, Any]:
     return {
+        "dtype": dtype,
+        "autocast": autocast,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "device": describe(device),

@@ -1,5 +1,6 @@
 """The engine's entry point: a run spec in, one record per epoch out; resumable, cancellable."""
 
+import contextlib
 import math
 import pickle
 import time
@@ -24,7 +25,7 @@ from server.core.schemas import RunSpec
 from worker.engine.checkpoint import load_checkpoint, save_checkpoint, save_snapshot
 from worker.engine.constancy import ConstancyMeter
 from worker.engine.data import load_dataset
-from worker.engine.devices import describe, exact_numerics, resolve_device
+from worker.engine.devices import describe, exact_numerics, resolve_device, torch_dtype
 from worker.engine.model import build_model
 
 
@@ -123,7 +124,10 @@ class Training:
         self._device = device
         self.device = describe(device)
         # Before any tensor is made: fp32 stays fp32, kernels are deterministic (recorded).
-        self.numerics = exact_numerics(device)
+        self.numerics = exact_numerics(device, spec.dtype, spec.autocast)
+        # The weights, the optimizer state and the computation are in the spec's dtype; with
+        # autocast the weights (the master copy) stay float32 and the matmuls run in bfloat16.
+        self._dtype = torch_dtype(spec.dtype)
         data = load_dataset(
             spec.dataset,
             data_dir=Path(data_dir),
@@ -133,7 +137,8 @@ class Training:
         )
         # On CUDA the whole dataset lives on the GPU as uint8; batches are gathered by index.
         self._train, self._test = data.train.to(device), data.test.to(device)
-        self._model = build_model(spec.hidden_sizes, spec.seed).to(device)
+        # The same initial weights in either dtype (float64 holds every float32 exactly).
+        self._model = build_model(spec.hidden_sizes, spec.seed).to(device, self._dtype)
         self._optimizer = make_optimizer(spec, self._model.parameters())
         self._shuffle = torch.Generator(device=device)
         self._shuffle.manual_seed(spec.seed)
@@ -176,11 +181,22 @@ class Training:
         # hidden layer) or outgoing column (the layer before); rebuilt every epoch in place.
         weights = self._measured[: len(self._model.layers)]
         self._in_dead_unit = [torch.zeros_like(w, dtype=torch.bool) for w in weights]
+        # The causes (spec.causes): per weight matrix, whether each weight's loss gradient was
+        # non-zero in some batch of the epoch: every batch's gradient bits ORed in on the
+        # device, the gradient viewed as integers of its width (one cheap kernel; a
+        # float-to-bool OR costs ~6x more: benchmarks/bench_causes.py). Its magnitude bits are
+        # all 0 only when every batch's gradient was exactly 0 (-0.0 has only the sign bit).
+        # Reset every epoch, and epochs end at checkpoints: nothing to resume.
+        bits = torch.int64 if self._dtype == torch.float64 else torch.int32
+        self._magnitude = torch.iinfo(bits).max  # all bits but the sign
+        tracked = weights if spec.causes else []
+        self._gradient_bits = [torch.zeros_like(w).view(bits) for w in tracked]
+        self._no_gradient = [torch.zeros_like(w, dtype=torch.bool) for w in tracked]
         # The logits and the input pixels are no hidden units: never dead.
         self._no_rows = torch.zeros(CLASSES, dtype=torch.bool, device=device)
         self._no_cols = torch.zeros(IN_FEATURES, dtype=torch.bool, device=device)
         # Each test sample's loss, so the test loss can be averaged per batch_size batch.
-        self._test_losses = torch.empty(len(self._test), device=device)
+        self._test_losses = torch.empty(len(self._test), dtype=self._dtype, device=device)
 
     @classmethod
     def fresh(
@@ -232,7 +248,8 @@ class Training:
         rows = [ints[i * union : (i + 1) * union] for i in range(tensors)]
         at = tensors * union
         explained = ints[at : at + weights]
-        flags = ints[at + weights : at + weights + units]
+        no_gradient = ints[at + weights : at + 2 * weights]
+        flags = ints[at + 2 * weights : at + 2 * weights + units]
         dead, start = [], 0
         for size in self.spec.hidden_sizes:
             dead.append([j for j, d in enumerate(flags[start : start + size]) if d])
@@ -242,6 +259,7 @@ class Training:
             "spectrum": [[row[k] for k in self._spectrum_columns] for row in rows],
             "unchanged": [row[0] for row in rows[:weights]],
             "explained": explained,
+            "no_gradient": no_gradient if self.spec.causes else [],
             "dead_units": dead,
         }
 
@@ -250,16 +268,23 @@ class Training:
         test loss, test accuracy, *variances] (float64) and the epoch's integers (int64): each
         measured tensor's constancy counts at the meter's tolerances (the run's and the
         spectrum's, ascending), each weight matrix's unchanged weights in a dead unit's row or
-        column, and each hidden unit's dead flag (1 = its ReLU never fired this epoch)."""
+        column, then its unchanged weights that got no loss gradient in any batch, and each
+        hidden unit's dead flag (1 = its ReLU never fired this epoch)."""
         train = self._train_pass(should_stop)
         test = self._test_pass(should_stop)
         self._mark_dead_units()
-        within: list[torch.Tensor | None] = [*self._in_dead_unit]
-        within += [None] * (len(self._measured) - len(within))
-        counts, explained = self._meter.measure_within(self._measured, within)
+        for bits, none in zip(self._gradient_bits, self._no_gradient, strict=True):
+            torch.eq(bits.bitwise_and_(self._magnitude), 0, out=none)
+        weights = len(self._in_dead_unit)
+        none = self._no_gradient or [None] * weights  # counts 0 when the causes are not counted
+        within: list[list[torch.Tensor | None]] = [
+            [dead, no] for dead, no in zip(self._in_dead_unit, none, strict=True)
+        ]
+        within += [[None, None]] * (len(self._measured) - weights)
+        counts, inside = self._meter.measure_within(self._measured, within)
         dead = [d.long() for d in self._dead]
         return torch.cat([train, test, self._variances()]), torch.cat(
-            [counts.flatten(), explained[: len(self._in_dead_unit)], *dead]
+            [counts.flatten(), inside[:weights].T.flatten(), *dead]
         )
 
     def _mark_dead_units(self) -> None:
@@ -281,18 +306,25 @@ class Training:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self._device)
         correct = torch.zeros((), dtype=torch.int64, device=self._device)
         order = torch.randperm(size, generator=self._shuffle, device=self._device)
-        for fired in self._fired:
-            fired.zero_()
+        for flags in (*self._fired, *self._gradient_bits):
+            flags.zero_()
+        weights = self._measured[: len(self._gradient_bits)]  # none unless spec.causes
         self._model.train()
         for start in range(0, size, batch_size):
             if should_stop():
                 raise TrainingStopped(f"stopped during epoch {self._epoch + 1}")
             index = order[start : start + batch_size]
             labels = split.labels.index_select(0, index)
-            logits = self._model(_pixels(split.images.index_select(0, index)), self._fired)
-            loss = F.cross_entropy(logits, labels)
+            with self._precision():
+                pixels = _pixels(split.images.index_select(0, index), self._dtype)
+                logits = self._model(pixels, self._fired)
+                loss = F.cross_entropy(logits, labels)
             self._optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            # The loss gradient, before the optimizer adds weight decay to what it applies.
+            for bits, weight in zip(self._gradient_bits, weights, strict=True):
+                assert weight.grad is not None  # every weight is on the loss's path
+                bits.bitwise_or_(weight.grad.view(bits.dtype))
             self._optimizer.step()
             loss_sum += loss.detach()
             correct += (logits.argmax(1) == labels).sum()
@@ -312,14 +344,22 @@ class Training:
             if should_stop():
                 raise TrainingStopped(f"stopped during epoch {self._epoch + 1}")
             labels = split.labels[start : start + TEST_PASS_SAMPLES]
-            logits = self._model(_pixels(split.images[start : start + TEST_PASS_SAMPLES]))
-            losses[start : start + TEST_PASS_SAMPLES] = F.cross_entropy(
-                logits, labels, reduction="none"
-            )
+            with self._precision():
+                pixels = _pixels(split.images[start : start + TEST_PASS_SAMPLES], self._dtype)
+                logits = self._model(pixels)
+                losses[start : start + TEST_PASS_SAMPLES] = F.cross_entropy(
+                    logits, labels, reduction="none"
+                )
             correct += (logits.argmax(1) == labels).sum()
         return torch.stack(
             [_mean_of_batch_means(losses, self.spec.batch_size), correct.double() / size]
         )
+
+    def _precision(self) -> contextlib.AbstractContextManager[object]:
+        """The forward pass's precision: the weights' dtype, or the spec's autocast."""
+        if self.spec.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self._device.type, dtype=torch_dtype(self.spec.autocast))
 
     def _variances(self) -> torch.Tensor:
         with torch.no_grad():
@@ -345,9 +385,10 @@ class Training:
             save_snapshot(self.files, epoch, self._model.state_dict())
 
 
-def _pixels(images: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels to [0, 1] exactly as torchvision's ToTensor does."""
-    return images.float().div_(255)
+def _pixels(images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """uint8 pixels to [0, 1] as torchvision's ToTensor does (float32), or straight to float64
+    (never through float32): one conversion of the batch, in the run's dtype."""
+    return images.to(dtype).div_(255)
 
 
 def _mean_of_batch_means(losses: torch.Tensor, batch_size: int) -> torch.Tensor:

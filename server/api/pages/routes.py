@@ -5,8 +5,9 @@ views, as the JSON API's do. Pages live under /ui/ (``/`` sends a browser there)
 OpenAPI document. Writes are POSTs (no state changes by GET), refused cross-origin by the
 middleware."""
 
+import dataclasses
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -348,10 +349,15 @@ class Figure:
         return _url(self.path, **self.query, format=fmt)
 
 
-def figures(place: registry.Place, subject: int | Sequence[int], **chosen: Any) -> list[Figure]:
-    """The figures the view registry places at ``place`` for a run, runs or a sweep: each
-    view gets the page's choices it takes (``scope``, ``tol``), then its panel's fixed query;
-    captions name the scope and tolerance shown ({scope}, {which})."""
+def figures(
+    place: registry.Place,
+    subject: int | Sequence[int],
+    spec: Mapping[str, Any] | None = None,
+    **chosen: Any,
+) -> list[Figure]:
+    """The figures the view registry places at ``place`` for a run (of ``spec``), runs or a
+    sweep: each view gets the page's choices it takes (``scope``, ``tol``), then its panel's
+    fixed query; captions name the scope and tolerance shown ({scope}, {which})."""
     tol = chosen.get("tol")
     texts = {
         "scope": describe(chosen.get("scope", "all")),
@@ -359,6 +365,8 @@ def figures(place: registry.Place, subject: int | Sequence[int], **chosen: Any) 
     }
     found = []
     for view, panel in registry.panels(place):
+        if panel.shown_if is not None and not (spec or {}).get(panel.shown_if):
+            continue
         path, query = view.url(subject)
         query |= {k: v for k, v in chosen.items() if k in view.parameters} | dict(panel.query)
         found.append(Figure(panel.caption.format(**texts), view.name, path, query))
@@ -399,7 +407,7 @@ def _mechanism(session: Session, run_row: Run, run: RunOut) -> Mechanism | str:
             }
             for w in units.weights
         ],
-        figures=figures("why", run.id),
+        figures=figures("why", run.id, run.spec.model_dump()),
     )
 
 
@@ -526,11 +534,34 @@ def compare_page(
 
     shown = [f for s in scopes for f in figures("compare", runs, scope=s, tol=tol) if scoped(f)]
     (spectrum,) = [f for f in figures("compare", runs) if not scoped(f)]
+    # A run's own views, one per run side by side; None where a run did not measure it.
+    each = [
+        {
+            "caption": panel.caption,
+            "missing": f"not measured ({panel.shown_if} was false)" if panel.shown_if else "",
+            "runs": [
+                (
+                    row.id,
+                    next(
+                        (
+                            dataclasses.replace(f, caption=f"run {row.id}")
+                            for f in figures("each", row.id, row.spec)
+                            if f.view == view.name
+                        ),
+                        None,
+                    ),
+                )
+                for row in rows
+            ],
+        }
+        for view, panel in registry.panels("each")
+    ]
     context = {
         "runs": [runs_api.run_out(row) for row in rows],
         "ids": ids,
         "figures": shown,
         "spectrum": None if unmeasured else spectrum,
+        "each": each,
         "unmeasured": unmeasured,
         "fields": queries.differing_fields([row.spec for row in rows]),
         "tolerances": tolerances,

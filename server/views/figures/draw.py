@@ -385,6 +385,11 @@ def draw_compare(data: CompareOut | CompareAllOut, options: FigureOptions) -> by
         labels = [f"{text}, basis {r.basis}" for text, r in zip(labels, runs, strict=True)]
     else:
         basis = f"basis {bases[0]}" if bases else ""
+    precisions = sorted({r.precision for r in runs})
+    if len(precisions) > 1:
+        # float32 rounds away updates float64 keeps: the legend says which run is which.
+        basis += f"; MIXED PRECISION ({' and '.join(precisions)})"
+        labels = [f"{text}, {r.precision}" for text, r in zip(labels, runs, strict=True)]
     title = (
         f"{named}\n{PERCENT_CONSTANT} between epochs, {scopes.describe(data.scope)}"
         f"{'; ' + basis if basis else ''}"

@@ -127,6 +127,7 @@ def sample_compare(runs: list[RunOut], scope: str = "all") -> CompareAllOut:
                     name=run.name,
                     weight_decay=run.spec.weight_decay,
                     basis=run.spec.basis,
+                    precision=run.spec.precision,
                     epochs=result.epochs,
                     percent=percent,
                 )
