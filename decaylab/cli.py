@@ -122,8 +122,8 @@ SPEC_FIELDS = (
     SpecField("include_biases", click.BOOL, "also measure the bias vectors"),
     SpecField("keep_snapshots", click.BOOL, "keep every epoch's weights for download"),
     SpecField("dtype", click.Choice(["float32", "float64"]), "precision of weights and math"),
-    SpecField("autocast", click.Choice(["bfloat16"]), "bfloat16 matmuls over float32 weights"),
     SpecField("causes", click.BOOL, "count why each constant weight stayed constant"),
+    SpecField("autocast", click.Choice(["bfloat16"]), "bfloat16 matmuls over float32 weights"),
 )
 
 

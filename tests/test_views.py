@@ -46,10 +46,19 @@ def test_every_view_has_its_route_twin_client_methods_and_cli_choice(client):
 
 
 def test_panels_name_declared_views_and_their_parameters():
-    for place in ("run", "why", "compare", "sweep"):
+    for place in ("run", "why", "compare", "each", "sweep"):
         for view, panel in registry.panels(place):
             assert set(panel.query) <= set(view.parameters), (view.name, panel)
-    assert [v.name for v, _ in registry.panels("why")] == ["units", "spectrum"]
+            subject = (
+                {"run", "runs"}
+                if place == "compare"
+                else {"sweep"}
+                if place == "sweep"
+                else {"run"}
+            )
+            assert view.subject in subject, (place, view.name)
+    assert [v.name for v, _ in registry.panels("why")] == ["units", "spectrum", "causes"]
+    assert [v.name for v, _ in registry.panels("each")] == ["causes"]
 
 
 def test_a_view_cannot_be_declared_twice():
