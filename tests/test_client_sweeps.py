@@ -109,7 +109,7 @@ def test_a_refused_sweep_names_the_value_and_stores_nothing(processes):
         "sweep", "submit", "--grid", "epochs=1,0", "--dataset", "synthetic", url=processes.url
     )
     assert result.returncode == 3 and "body.grid.epochs.1" in result.stderr
-    assert client.sweeps() == [] and client.runs() == []
+    assert client.sweeps() == [] and client.runs().empty
     sweep = client.submit_sweep({"dataset": "synthetic", "epochs": 1}, {"seed": [0, 1]}, name="q")
     assert sweep.status == "queued" and len(sweep.runs) == 2
     assert client.cancel_sweep(sweep).status == "cancelled"
