@@ -93,7 +93,7 @@ def test_the_run_page_shows_the_json_views_numbers_and_figures(client, play):
     for src in re.findall(r'<img src="([^"]+)"', page):
         png = client.get(src.replace("&amp;", "&"))
         assert png.headers["content-type"] == "image/png", src
-    assert len(re.findall(r"<img ", page)) == 6
+    assert len(re.findall(r"<img data-figure", page)) == 6
     # Downloads of every view in every format the API answers, and every one answers.
     downloads = re.findall(r'href="(/runs/[^"]+format=(\w+))"', page)
     assert {fmt for _, fmt in downloads} == {"json", "png", "csv"} and len(downloads) == 18
