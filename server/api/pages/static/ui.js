@@ -39,12 +39,12 @@ const FIGURE_LIMITS = { width: [400, 4000], height: [300, 4000], dpi: [50, 300] 
 const clamp = (value, [low, high]) => Math.min(Math.max(Math.round(value), low), high);
 
 function figureUrl(img) {
-  const box = img.getBoundingClientRect();
-  if (!box.width) return null; // not laid out (hidden): asked for once it shows
+  // The picture's own box (no border); its height follows from width and height attributes.
+  if (!img.clientWidth) return null; // not laid out (hidden): asked for once it shows
   const ratio = window.devicePixelRatio || 1;
   const url = new URL(img.dataset.src, window.location.href);
-  url.searchParams.set("width", clamp(box.width * ratio, FIGURE_LIMITS.width));
-  url.searchParams.set("height", clamp(box.height * ratio, FIGURE_LIMITS.height));
+  url.searchParams.set("width", clamp(img.clientWidth * ratio, FIGURE_LIMITS.width));
+  url.searchParams.set("height", clamp(img.clientHeight * ratio, FIGURE_LIMITS.height));
   // 100 dpi draws 10-point text 14 pixels high: at the ratio, 14 of the page's pixels.
   url.searchParams.set("dpi", clamp(100 * ratio, FIGURE_LIMITS.dpi));
   return url.pathname + url.search;
