@@ -71,11 +71,15 @@ def test_the_sweep_page_shows_the_json_views_numbers_and_figures(client, db):
     view = client.get(f"/sweeps/{sweep['id']}/constancy", params={"scope": "all"}).json()
     table = page[page.index('id="groups-table"') :]
     values = [float(v) for v in re.findall(r'data-value="([^"]+)"', table.split("</table>")[0])]
-    expected = []
+    expected, cut = [], False
     for result in view["results"]:
         for g in result["groups"]:
-            expected += [g["mean"][-1], g["ci_low"][-1], g["ci_high"][-1]]
+            low, high = g["ci_low"][-1], g["ci_high"][-1]
+            # Shown cut to the percentages possible, with a note; the JSON keeps the t interval.
+            expected += [g["mean"][-1], max(low, 0), min(high, 100)]
+            cut = cut or low < 0 or high > 100
     assert values == expected  # exactly: repr of the same floats
+    assert cut and 'id="cut-note"' in page  # three runs of random percentages: wide intervals
     # Every member is linked with its status; every figure and download answers.
     for run in sweep["runs"]:
         assert f'<a href="/ui/runs/{run["id"]}">' in page
