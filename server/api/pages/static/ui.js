@@ -50,6 +50,10 @@ function figureUrl(img) {
   return url.pathname + url.search;
 }
 
+// Figures loading a new picture: one load at a time each, so that a server slower to draw
+// than a run to train still shows every figure moving on (to the newest once it has loaded).
+const loading = new WeakSet();
+
 function showFigure(img) {
   const url = figureUrl(img);
   if (!url || img.dataset.wanted === url) return;
@@ -58,11 +62,18 @@ function showFigure(img) {
     img.src = url; // nothing shown yet: nothing to keep
     return;
   }
+  if (loading.has(img)) return;
+  loading.add(img);
   const next = new Image();
   next.src = url;
   // Decoded, the picture is in the page's image cache: setting src shows it at once. A broken
   // one is set too, so that the browser shows it as broken.
-  const swap = () => img.dataset.wanted === url && (img.src = url);
+  const swap = () => {
+    loading.delete(img);
+    img.src = url;
+    img.dataset.wanted = url;
+    showFigure(img); // the newest, if the figure moved on meanwhile
+  };
   next.decode().then(swap, swap);
 }
 
