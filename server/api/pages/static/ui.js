@@ -81,6 +81,9 @@ const figureBoxes = new ResizeObserver((entries) => entries.forEach((e) => showF
 
 function followFigures(root) {
   root.querySelectorAll("img[data-figure]").forEach((img) => {
+    // Without a picture yet an <img> is a line of alt text: give its box the figure's shape
+    // (its width and height attributes), so that its size is the one the picture will have.
+    img.style.aspectRatio = `${img.getAttribute("width")} / ${img.getAttribute("height")}`;
     figureBoxes.observe(img);
     showFigure(img);
   });
