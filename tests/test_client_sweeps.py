@@ -98,7 +98,7 @@ def test_a_sweep_submitted_waited_for_and_read_as_dataframes(processes, tmp_path
     # priority, the base's and the grid's fields: their values in one column.
     lines = shown.stdout.splitlines()
     keyed = lines[1 : lines.index("runs:")]
-    starts = {len(line) - len(line.split("  ")[-1]) for line in keyed if not line.endswith(":")}
+    starts = {re.match(r"\s*\S+\s+", line).end() for line in keyed if not line.endswith(":")}
     assert len(starts) == 1, keyed
     assert re.search(r"^  weight_decay +\[0\.0, 0\.001\]$", shown.stdout, re.M)
 

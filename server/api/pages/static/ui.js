@@ -125,6 +125,9 @@ async function follow(part) {
     const template = document.createElement("template");
     template.innerHTML = (await response.text()).trim();
     const fresh = template.content.firstElementChild;
+    // A template is parsed as if without scripting: a <noscript>'s fallback pictures would be
+    // elements here, and load.
+    fresh.querySelectorAll("noscript").forEach((fallback) => fallback.remove());
     part.replaceWith(fresh);
     keepPictures(part, fresh); // both in this document now: moved, an image stays loaded
     followFigures(fresh);
