@@ -22,6 +22,7 @@ from decaylab.client import (
     Run,
     Scope,
     Sweep,
+    Unauthorized,
 )
 from decaylab.views import FINISHED, STATUSES, VIEWS
 
@@ -45,7 +46,10 @@ class CommandFailed(click.ClickException):
     """A client error as a message on stderr and the exit code that says what kind it was."""
 
     def __init__(self, error: DecaylabError) -> None:
-        super().__init__(str(error))
+        message = str(error)
+        if isinstance(error, Unauthorized):
+            message = f"{message} (set DECAYLAB_API_TOKEN or pass --token)"
+        super().__init__(message)
         if isinstance(error, NotFound):
             self.exit_code = EXIT_NOT_FOUND
         elif isinstance(error, ApiError):
@@ -54,7 +58,35 @@ class CommandFailed(click.ClickException):
             self.exit_code = EXIT_UNREACHABLE
 
 
+# The group's own options, which a user may also type after the command (decaylab ls --token X).
+GLOBAL_OPTIONS = ("--url", "--token")
+
+
+def global_options_first(args: list[str]) -> list[str]:
+    """``args`` with every --url/--token (and its value) moved before the command."""
+    front: list[str] = []
+    rest: list[str] = []
+    words = iter(args)
+    for word in words:
+        if word == "--":
+            rest += [word, *words]
+            break
+        name = word.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS:
+            front.append(word)
+            if "=" not in word:
+                front.append(next(words, ""))
+        else:
+            rest.append(word)
+    return front + rest
+
+
 class Commands(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:
+            args = global_options_first(args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -230,7 +262,9 @@ def finish(runs: Sequence[Run], as_json: bool) -> None:
 @click.version_option(package_name="decaylab")
 @click.pass_context
 def cli(ctx: click.Context, url: str, token: str | None) -> None:
-    """Submit training runs to a decaylab API, follow them, read and export their analysis."""
+    """Submit training runs to a decaylab API, follow them, read and export their analysis.
+
+    --url and --token may come before or after the command."""
     ctx.obj = ctx.with_resource(Client(url, token))
 
 
@@ -286,25 +320,49 @@ def watch(client: Client, runs: tuple[int, ...], as_json: bool) -> None:
 @pass_client
 def ls(client: Client, status: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
-    runs = client.runs(status=status, limit=limit)
+    runs = client.list_runs(status=status, limit=limit)
     if as_json:
         echo_json([run.json for run in runs])
         return
     if not runs:
         click.echo("no runs")
         return
-    table = pd.DataFrame(
-        {
-            "id": [run.id for run in runs],
-            "status": [run.status for run in runs],
-            "epochs": [f"{run.epochs_done}/{run.spec['epochs']}" for run in runs],
-            "weight_decay": [run.spec["weight_decay"] for run in runs],
-            "dataset": [run.spec["dataset"] for run in runs],
-            "created": [f"{run.created_at:%Y-%m-%d %H:%M:%S}" for run in runs],
-            "name": [run.name or "" for run in runs],
-        }
-    )
-    click.echo(table.to_string(index=False))
+    header = ["id", "status", "epochs", "weight_decay", "dataset", "created", "name"]
+    rows = [
+        [
+            str(run.id),
+            run.status,
+            f"{run.epochs_done}/{run.spec['epochs']}",
+            _text(run.spec["weight_decay"]),
+            run.spec["dataset"],
+            f"{run.created_at:%Y-%m-%d %H:%M:%S}",
+            run.name or "",
+        ]
+        for run in runs
+    ]
+    click.echo(text_table(header, rows, numeric={"id", "epochs", "weight_decay"}))
+
+
+def text_table(header: list[str], rows: list[list[str]], numeric: set[str]) -> str:
+    """Columns as wide as their widest cell: numbers right-aligned, text left-aligned."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = []
+    for cells in (header, *rows):
+        aligned = [
+            cell.rjust(width) if name in numeric else cell.ljust(width)
+            for name, cell, width in zip(header, cells, widths, strict=True)
+        ]
+        lines.append("  ".join(aligned).rstrip())
+    return "\n".join(lines)
+
+
+def key_values(pairs: dict[str, Any], indent: str = "", width: int = 0) -> None:
+    """``key  value`` lines, the values aligned and written as JSON writes them (a string
+    bare): true, null and 0.001 as ``--json`` prints them."""
+    width = width or max(map(len, pairs), default=0)
+    for key, value in pairs.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        click.echo(f"{indent}{key:<{width}}  {text}")
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -319,11 +377,9 @@ def show(client: Client, run: int, as_json: bool) -> None:
         return
     fields = {k: v for k, v in found.json.items() if k != "spec" and v is not None}
     width = max(map(len, [*fields, *found.spec]))
-    for key, value in fields.items():
-        click.echo(f"{key:<{width}}  {value}")
+    key_values(fields, width=width)
     click.echo("spec:")
-    for key, value in found.spec.items():
-        click.echo(f"  {key:<{width}}  {json.dumps(value)}")
+    key_values(found.spec, "  ", width)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -395,7 +451,8 @@ def compare(
     }
     for tolerance, rows in table.groupby("tolerance", sort=True):
         click.echo(f"tolerance {tolerance:g}: % of weights constant ({_scope_text(scope)})")
-        wide = rows.pivot(index="epoch", columns="run_id", values="percent")
+        # In the order RUNS were given (pivot sorts them).
+        wide = rows.pivot(index="epoch", columns="run_id", values="percent")[list(labels)]
         click.echo(wide.rename(columns=labels).to_string(float_format="{:.4f}".format) + "\n")
 
 
@@ -587,6 +644,8 @@ def sweep_submit(
     name = base.pop("name", None)
     submitted = client.submit_sweep(base, grid, name=name, priority=priority)
     if wait:
+        # The id first, to come back to the sweep later (on stderr under --json).
+        click.echo(f"submitted {sweep_line(submitted)}", err=as_json)
         finish(client.wait(submitted, progress=True), as_json)
     elif as_json:
         echo_json(submitted.json)
@@ -623,13 +682,12 @@ def sweep_show(client: Client, sweep_id: int, as_json: bool) -> None:
         echo_json(found.json)
         return
     click.echo(sweep_line(found))
-    click.echo(f"priority  {found.priority}")
+    width = max(map(len, ["priority", *found.base, *found.grid]))
+    key_values({"priority": found.priority}, width=width + 2)
     click.echo("base:")
-    for key, value in found.base.items():
-        click.echo(f"  {key}  {json.dumps(value)}")
+    key_values(found.base, "  ", width)
     click.echo("grid:")
-    for key, values in found.grid.items():
-        click.echo(f"  {key}  {json.dumps(values)}")
+    key_values(found.grid, "  ", width)
     click.echo("runs:")
     for run in found.runs:
         click.echo(f"  {run_line(run)}")

@@ -29,8 +29,12 @@ from tqdm.auto import tqdm
 from decaylab.views import FINISHED, VIEWS, View
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-# The first wait before opening a dropped event stream again; doubled on each further try.
+# The first wait before opening a dropped event stream again; doubled on each further try, up
+# to the most; given up on when no stream has opened for RECONNECT_FOR_SECONDS (long enough for
+# the API to restart).
 RECONNECT_SECONDS = 0.5
+RECONNECT_MAX_SECONDS = 5.0
+RECONNECT_FOR_SECONDS = 120.0
 
 # Column types of the CSV views. ``layer`` is a layer index or a mean ("all", "last2"), so it
 # is text throughout; counts are empty on the mean rows (and a hidden layer's on the output
@@ -46,6 +50,18 @@ CSV_DTYPES = {
 }
 
 Scope = Literal["all", "last2"] | int
+# Client.runs()'s columns before the spec's (when no run matches, the table still has them).
+RUN_COLUMNS = [
+    "id",
+    "name",
+    "status",
+    "epochs_done",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "error",
+    "sweep_id",
+]
 
 
 class DecaylabError(Exception):
@@ -125,6 +141,15 @@ class Run:
     note: str | None
     json: dict[str, Any] = field(repr=False, compare=False)
 
+    def __repr__(self) -> str:
+        """One line: what tells runs apart in a list (the whole answer is in ``json``)."""
+        spec = self.spec
+        return (
+            f"<Run {self.id} {self.name or '(no name)'!r} {self.status} "
+            f"{self.epochs_done}/{spec.get('epochs')} epochs, {spec.get('dataset')}, "
+            f"weight_decay={spec.get('weight_decay')!r}>"
+        )
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Run":
         return cls(
@@ -190,6 +215,13 @@ class Sweep:
     def finished(self) -> bool:
         return self.status in FINISHED
 
+    def __repr__(self) -> str:
+        grid = " × ".join(f"{name}={values}" for name, values in self.grid.items())
+        return (
+            f"<Sweep {self.id} {self.name or '(no name)'!r} {self.status} "
+            f"{self.progress.get('runs')} runs: {grid}>"
+        )
+
 
 # Wherever a sweep is asked for, its id or the Sweep will do.
 SweepLike = int | Sweep
@@ -253,6 +285,10 @@ class Client:
         )
         self.retries = retries
 
+    def __repr__(self) -> str:
+        token = "with a token" if "Authorization" in self._http.headers else "without a token"
+        return f"<decaylab.Client {self.url} {token}>"
+
     def close(self) -> None:
         self._http.close()
 
@@ -277,13 +313,53 @@ class Client:
         body = dict(spec or {}) | fields
         return Run.from_json(self._request("POST", "/runs", json=body).json())
 
-    def runs(self, status: str | None = None, limit: int = 100, offset: int = 0) -> list[Run]:
-        """Runs, newest first (``status`` filters)."""
+    def list_runs(self, status: str | None = None, limit: int = 100, offset: int = 0) -> list[Run]:
+        """Runs as :class:`Run` objects, newest first (``status`` filters); :meth:`runs` has
+        them as a table."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if status is not None:
             params["status"] = status
         page = self._request("GET", "/runs", params=params).json()
         return [Run.from_json(run) for run in page["runs"]]
+
+    def runs(
+        self,
+        status: str | None = None,
+        name: str | None = None,
+        sweep: SweepLike | None = None,
+        limit: int | None = None,
+        **spec: Any,
+    ) -> pd.DataFrame:
+        """Every run (newest first; at most ``limit``) as a DataFrame: one row per run, columns
+        id, name, status, epochs_done, created_at, started_at, finished_at, error, sweep_id,
+        then every spec field (a list field such as hidden_sizes as a list).
+
+        Filters, all of them at once: ``status``; ``name`` (the run's name contains it);
+        ``sweep`` (its member runs); a spec field's value, e.g. ``weight_decay=0.001`` or
+        ``dataset="synthetic"``."""
+        if sweep is not None:
+            found = [r for r in self.sweep(sweep).runs if status is None or r.status == status]
+        else:
+            found, page = [], 1000
+            while limit is None or len(found) < limit:
+                batch = self.list_runs(status=status, limit=page, offset=len(found))
+                found += batch
+                if len(batch) < page:
+                    break
+        unknown = sorted(set(spec) - set(found[0].spec)) if found else []
+        if unknown:
+            raise DecaylabError(f"not a run spec field: {', '.join(unknown)}")
+        rows = [
+            {column: run.json.get(column) for column in RUN_COLUMNS}
+            | {key: value for key, value in run.spec.items() if key != "name"}
+            for run in found
+            if (name is None or name in (run.name or ""))
+            and all(run.spec.get(key) == value for key, value in spec.items())
+        ]
+        table = pd.DataFrame(rows, columns=list(rows[0]) if rows else RUN_COLUMNS)
+        for column in ("created_at", "started_at", "finished_at"):
+            table[column] = pd.to_datetime(table[column], format="ISO8601", utc=True)
+        return table if limit is None else table.head(limit)
 
     def get(self, run: RunLike) -> Run:
         return Run.from_json(self._request("GET", f"/runs/{_run_id(run)}").json())
@@ -336,15 +412,20 @@ class Client:
 
     # Live progress
 
-    def events(self, run: RunLike) -> Iterator[Event]:
-        """The run's events: its stored epochs first, then each new epoch and status change as
-        it happens, and a last ``end`` event with the final status."""
+    def events(self, run: RunLike, after: int = 0) -> Iterator[Event]:
+        """The run's events: its stored epochs after epoch ``after`` first, then each new epoch
+        and status change as it happens, and a last ``end`` event with the final status. The
+        stream ends without ``end`` when the API stops (:meth:`wait` reconnects)."""
         run_id = _run_id(run)
+        # The epoch last seen, as an event stream's reconnecting client says it.
+        headers = {"Last-Event-ID": str(after)} if after else {}
+        path = f"/runs/{run_id}/events"
         try:
-            with connect_sse(self._http, "GET", f"/runs/{run_id}/events", timeout=None) as source:
+            with connect_sse(self._http, "GET", path, headers=headers, timeout=None) as source:
                 _raise_for_status(source.response)
                 for sse in source.iter_sse():
-                    yield Event(sse.event, json.loads(sse.data))
+                    if sse.data:  # not the server's keep-alive comment
+                        yield Event(sse.event, json.loads(sse.data))
         except httpx.TransportError as exc:
             raise DecaylabError(f"lost the event stream of run {run_id}: {exc}") from exc
 
@@ -354,9 +435,10 @@ class Client:
         """Block until every run has finished; returns them as they ended. A :class:`Sweep`
         stands for its member runs (waited for in grid order).
 
-        ``progress`` shows one bar per run (epochs done of epochs), fed by the event stream. A
-        dropped stream is opened again, ``retries`` times in a row at most (it restarts with
-        the stored epochs, so nothing is missed)."""
+        ``progress`` shows one bar per run (epochs done of epochs), fed by the event stream;
+        its rate counts the epochs trained while it watched, not those stored before nor the
+        time in the queue. A dropped stream (the API restarting, say) is opened again with
+        back-off, after the last epoch seen, for up to ``RECONNECT_FOR_SECONDS``."""
         items = [runs] if isinstance(runs, RunLike | Sweep) else list(runs)
         ids = []
         for item in items:
@@ -376,25 +458,29 @@ class Client:
                 dynamic_ncols=True,
             )
             with bar:
-                failures = 0
+                shown = _Progress(bar)
+                failures, last_epoch = 0, 0
+                connected = time.monotonic()
                 while True:
                     try:
-                        for event in self.events(run_id):
-                            _show(bar, event)
-                            failures = 0
-                            if event.kind == "end":
+                        for event in self.events(run_id, after=last_epoch):
+                            shown.show(event)
+                            failures, connected = 0, time.monotonic()
+                            if event.kind == "epoch":
+                                last_epoch = event.data["epoch"]
+                            elif event.kind == "end":
                                 return self.get(run_id)
                     except ApiError:
                         raise  # the run is gone, or the token is wrong: waiting cannot help
-                    except DecaylabError:
-                        if failures == self.retries:
-                            raise
+                    except DecaylabError as error:
+                        lost: DecaylabError = error
                     else:
                         # The stream ended before the run did: the API is shutting down.
-                        if failures == self.retries:
-                            raise DecaylabError(f"the event stream of run {run_id} kept ending")
+                        lost = DecaylabError(f"the event stream of run {run_id} kept ending")
+                    if time.monotonic() - connected > RECONNECT_FOR_SECONDS:
+                        raise lost
+                    time.sleep(min(RECONNECT_SECONDS * 2**failures, RECONNECT_MAX_SECONDS))
                     failures += 1
-                    time.sleep(RECONNECT_SECONDS * 2**failures)
 
         if len(ids) == 1:
             return [follow(0, ids[0])]
@@ -511,19 +597,32 @@ def _raise_for_status(response: httpx.Response) -> None:
     raise _ERRORS.get(response.status_code, ApiError)(response.status_code, detail)
 
 
-def _show(bar: Any, event: Event) -> None:
-    """Move a run's progress bar to what ``event`` says."""
-    data = event.data
-    if event.kind == "epoch":
-        bar.n = data["epoch"]
-        bar.set_postfix(
-            loss=f"{data['train_loss']:.3g}",
-            acc=f"{data['test_accuracy']:.1%}",
-            const=f"{data['constant_mean']:.2f}%",
-            refresh=False,
-        )
-    else:  # status and end
-        bar.total = data["epochs"]
-        bar.n = data["epochs_done"]
-        bar.set_description(f"run {data['run_id']} {data['status']}", refresh=False)
-    bar.refresh()
+class _Progress:
+    """A run's progress bar, moved by its events. tqdm's rate is (n − initial) / time since
+    start: both start again when the run is first seen, and when it starts running, so that
+    neither the stored epochs a stream replays nor the time in the queue count."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self.status: str | None = None
+
+    def show(self, event: Event) -> None:
+        bar, data = self.bar, event.data
+        if event.kind == "epoch":
+            bar.n = data["epoch"]
+            bar.set_postfix(
+                loss=f"{data['train_loss']:.3g}",
+                acc=f"{data['test_accuracy']:.1%}",
+                const=f"{data['constant_mean']:.2f}%",
+                refresh=False,
+            )
+        else:  # status and end
+            status = data["status"]
+            if self.status is None or (status == "running" and self.status != "running"):
+                bar.reset(total=data["epochs"])
+                bar.initial = data["epochs_done"]
+            self.status = status
+            bar.total = data["epochs"]
+            bar.n = data["epochs_done"]
+            bar.set_description(f"run {data['run_id']} {status}", refresh=False)
+        bar.refresh()

@@ -84,10 +84,14 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
     # A terminal's Ctrl-C reaches only this launcher; a second one means "now".
     procs.stop_all(args.grace, forced=lambda: signals_seen.count(signal.SIGINT) > 1)
-    for name, proc in procs.started.items():
-        _say(f"{NAMES[name.split('-')[0]]} exited with {proc.returncode}")
-    clean = all(p.returncode in CLEAN_EXITS for p in procs.started.values())
-    return 0 if clean and not failed else 1
+    unclean = {n: p.returncode for n, p in procs.started.items() if p.returncode not in CLEAN_EXITS}
+    if failed or unclean:
+        for name, code in unclean.items():
+            _say(f"{NAMES[name.split('-')[0]]} exited with {code}")
+        return 1
+    # A SIGTERM handled to the end is how both stop cleanly: nothing more to say.
+    _say("stopped")
+    return 0
 
 
 if __name__ == "__main__":

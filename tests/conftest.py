@@ -486,19 +486,23 @@ class Served:
 
         return wait_for(check, timeout, f"run {run_id}", self.logs())
 
-    def stop(self, sig: int, group: bool) -> dict[str, tuple[int, int]]:
+    def stop(self, sig: int, group: bool) -> dict[str, int]:
         """Send sig (to make's process group, like a terminal, or to make alone); wait for the
-        end; return each child's (pid, exit status) from the launcher's log."""
+        end, which must be clean and calm: one last line, no exit codes, no traceback. Returns
+        each child's pid from the launcher's log."""
         if group:
             os.killpg(self.make.pid, sig)
         else:
             self.make.send_signal(sig)
         self.make.wait(timeout=90)
         text = self.log.read_text()
-        pids = dict(re.findall(r"decaylab: (\w+) started, pid (\d+)", text))
-        codes = dict(re.findall(r"decaylab: (\w+) exited with (-?\d+)", text))
-        assert pids.keys() == codes.keys() == {"api", "worker"}, text
-        return {name: (int(pids[name]), int(codes[name])) for name in pids}
+        pids = {
+            name: int(pid) for name, pid in re.findall(r"decaylab: (\w+) started, pid (\d+)", text)
+        }
+        assert pids.keys() == {"api", "worker"}, text
+        assert "exited with" not in text and "Traceback" not in text, text
+        assert text.rstrip().endswith("decaylab: stopped"), text
+        return pids
 
 
 def make_run(tmp_path: Path, port: int, log: Path) -> subprocess.Popen[bytes]:

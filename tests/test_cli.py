@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -15,8 +16,17 @@ import pytest
 import decaylab
 from decaylab.cli import SPEC_FIELDS
 from server.core.schemas import RunSpec
+from server.processes import Processes, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+# Long enough on the synthetic data (seconds) for the API to restart while it trains.
+TINY_LONG = {
+    "dataset": "synthetic",
+    "hidden_sizes": [32],
+    "train_size": 1024,
+    "test_size": 128,
+    "epochs": 20,
+}
 
 
 def decaylab_cli(
@@ -175,3 +185,70 @@ def test_the_client_installs_and_works_without_the_server_dependencies(processes
     result = decaylab_cli("ls", "--json", url=processes.url, command=script)
     assert result.returncode == 0, result.stderr
     assert [run["name"] for run in json.loads(result.stdout)] == ["from elsewhere"]
+
+
+@pytest.mark.slow
+def test_global_options_after_the_command_a_401_says_how_and_ls_and_show_read_well(tmp_path):
+    processes = Processes(tmp_path, api_token="cli-s3cret")
+    try:
+        processes.start_server()
+        url = processes.url
+        refused = decaylab_cli("ls", url=url)
+        assert refused.returncode == 3
+        assert "set DECAYLAB_API_TOKEN or pass --token" in refused.stderr
+        tiny = ["--dataset", "synthetic", "--epochs", "1", "--train-size", "64"]
+        for wd in ("0", "0.001"):
+            submitted = decaylab_cli(
+                "submit", *tiny, "--weight-decay", wd, "--name", f"wd {wd}",
+                "--token", "cli-s3cret", "--url", url,
+            )  # fmt: skip
+            assert submitted.returncode == 0, submitted.stderr
+        listed = decaylab_cli("ls", "--token=cli-s3cret", url="http://127.0.0.1:9", command=())
+        assert listed.returncode == 5  # --token after the command is taken, the URL is wrong
+        listed = decaylab_cli("ls", "--url", url, "--token", "cli-s3cret")
+        assert listed.returncode == 0, listed.stderr
+        header, *rows = listed.stdout.splitlines()
+        # Names left-aligned under their header, weight decays as typed.
+        name_at = header.index("name")
+        assert [row[name_at:] for row in rows] == ["wd 0.001", "wd 0"]
+        assert [row.split()[3] for row in rows] == ["0.001", "0"]
+        shown = decaylab_cli("show", "1", "--token", "cli-s3cret", url=url).stdout
+        assert re.search(r"^cancel_requested +false$", shown, re.M)
+        assert re.search(r"^  keep_snapshots +false$", shown, re.M)
+        assert re.search(r"^  test_size +null$", shown, re.M)
+        assert "None" not in shown and "False" not in shown
+    finally:
+        processes.close()
+
+
+@pytest.mark.slow
+def test_watch_goes_on_across_an_api_restart_and_its_rate_counts_only_live_epochs(tmp_path):
+    port = free_port()
+    processes = Processes(tmp_path, lease_seconds="2")
+    try:
+        api = processes.start_server(port=port)
+        url = processes.url
+        run_id = processes.api("POST", "/runs", json=TINY_LONG).json()["id"]
+        env = os.environ | {"DECAYLAB_URL": url}
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "decaylab", "watch", str(run_id), "--json"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        processes.start_worker()
+        running = processes.wait_for_run(run_id, lambda r: r["epochs_done"] >= 1, timeout=300)
+        assert running["epochs_done"] < TINY_LONG["epochs"]  # mid-run
+        processes.stop(api)
+        time.sleep(1)  # the client finds nobody there for a while
+        processes.start_server(port=port)
+        out, err = watch.communicate(timeout=600)
+        assert watch.returncode == 0, err
+        (run,) = json.loads(out)
+        assert run["status"] == "succeeded" and run["epochs_done"] == TINY_LONG["epochs"]
+
+        # Watching the finished run replays its epochs: no rate for them.
+        again = decaylab_cli("watch", str(run_id), url=url)
+        assert again.returncode == 0, again.stderr
+        last = again.stderr.replace("\r", "\n").strip().splitlines()[-1]
+        assert "?epoch/s" in last and not re.search(r"\d epoch/s|\depoch/s", last), last
+    finally:
+        processes.close()

@@ -1,5 +1,9 @@
 """decaylab.Client against real API and worker processes (with a bearer token)."""
 
+import os
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
@@ -36,7 +40,7 @@ def test_the_seed_pair_as_dataframes_equal_to_the_json_views(served, tiny_spec):
         (runs[0].id, "succeeded", 3),
         (runs[1].id, "succeeded", 3),
     ]
-    assert {r.id for r in client.runs(status="succeeded")} == {r.id for r in runs}
+    assert set(client.runs(status="succeeded")["id"]) == {r.id for r in runs}
     first = runs[0].id
 
     metrics = client.metrics(first)
@@ -176,3 +180,44 @@ def test_an_unreachable_api_is_retried_then_raised():
     client = decaylab.Client(url="http://127.0.0.1:9", retries=1)
     with pytest.raises(decaylab.DecaylabError, match="cannot reach"):
         client.runs()
+
+
+@pytest.mark.slow
+def test_runs_as_a_table_filtered_short_reprs_and_compare_in_the_order_given(served, tiny_spec):
+    client = decaylab.Client(url=served.url, token=TOKEN)
+    assert repr(client) == f"<decaylab.Client {served.url} with a token>"
+    assert TOKEN not in repr(client)
+    sweep = client.submit_sweep(tiny_spec(epochs=1), {"weight_decay": [0, 0.001]}, name="s")
+    alone = client.submit(tiny_spec(epochs=1, weight_decay=0.01), name="alone")
+    assert repr(alone) == (
+        f"<Run {alone.id} 'alone' queued 0/1 epochs, synthetic, weight_decay=0.01>"
+    )
+    assert repr(sweep).startswith(f"<Sweep {sweep.id} 's' queued 2 runs: weight_decay=")
+
+    table = client.runs()
+    assert table["id"].tolist() == [alone.id, *reversed([r.id for r in sweep.runs])]
+    assert {"name", "status", "sweep_id", "weight_decay", "hidden_sizes", "seed"} <= set(table)
+    assert table.loc[table["id"] == alone.id, "hidden_sizes"].item() == [32]
+    assert client.runs(name="alone")["id"].tolist() == [alone.id]
+    assert client.runs(sweep=sweep)["id"].tolist() == [r.id for r in sweep.runs]
+    assert client.runs(weight_decay=0.001, dataset="synthetic")["id"].tolist() == [sweep.runs[1].id]
+    assert client.runs(status="queued", limit=2)["id"].tolist() == table["id"].tolist()[:2]
+    none = client.runs(status="succeeded")
+    assert none.empty and "weight_decay" not in none and "sweep_id" in none
+    with pytest.raises(decaylab.DecaylabError, match="weight_decy"):
+        client.runs(weight_decy=0)
+
+    served.start_worker("--exit-when-idle")
+    ids = [alone.id, sweep.runs[0].id]  # not in id order
+    client.wait(ids, progress=False)
+    compared = client.compare(ids, tol=0)
+    assert compared["run_id"].drop_duplicates().tolist() == ids
+    cli = subprocess.run(
+        [sys.executable, "-m", "decaylab", "compare", *map(str, ids), "--tol", "0"],
+        env=os.environ | {"DECAYLAB_URL": served.url, "DECAYLAB_API_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    header = next(line for line in cli.stdout.splitlines() if "(wd" in line)
+    assert header.index(f"run {ids[0]} ") < header.index(f"run {ids[1]} ")

@@ -2,6 +2,7 @@
 worker processes: the DataFrames equal the JSON views, the CLI submits, waits and exports."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -34,6 +35,8 @@ def test_a_sweep_submitted_waited_for_and_read_as_dataframes(processes, tmp_path
     ]
     sweep_id = runs[0]["sweep_id"]
     assert all(r["sweep_id"] == sweep_id for r in runs)
+    # Before waiting, the sweep's id, to come back to it (stdout keeps to JSON).
+    assert f"submitted sweep {sweep_id} " in result.stderr
 
     client = decaylab.Client(url=url)
     sweep = client.sweep(sweep_id)
@@ -92,6 +95,19 @@ def test_a_sweep_submitted_waited_for_and_read_as_dataframes(processes, tmp_path
 
     shown = decaylab_cli("sweep", "show", str(sweep_id), url=url)
     assert shown.returncode == 0 and "succeeded" in shown.stdout and "4/4 runs" in shown.stdout
+    # priority, the base's and the grid's fields: their values in one column.
+    lines = shown.stdout.splitlines()
+    keyed = lines[1 : lines.index("runs:")]
+    starts = {re.match(r"\s*\S+\s+", line).end() for line in keyed if not line.endswith(":")}
+    assert len(starts) == 1, keyed
+    assert re.search(r"^  weight_decay +\[0\.0, 0\.001\]$", shown.stdout, re.M)
+
+    # The difference of the two weight decays, as the JSON view has it.
+    params = {"a": 0, "b": 1, "tol": 0, "method": "paired"}
+    view = processes.api("GET", f"/sweeps/{sweep_id}/difference", params=params).json()
+    frame = client.sweep_difference(sweep_id, 0, 1, tol=0, method="paired")
+    assert frame["difference"].tolist() == view["difference"]
+    assert frame["ci_low"].tolist() == view["ci_low"] and set(frame["method"]) == {"paired"}
     listed = decaylab_cli("sweep", "ls", url=url)
     assert f"sweep {sweep_id}" in listed.stdout
     refused = decaylab_cli("sweep", "cancel", str(sweep_id), url=url)
@@ -109,7 +125,7 @@ def test_a_refused_sweep_names_the_value_and_stores_nothing(processes):
         "sweep", "submit", "--grid", "epochs=1,0", "--dataset", "synthetic", url=processes.url
     )
     assert result.returncode == 3 and "body.grid.epochs.1" in result.stderr
-    assert client.sweeps() == [] and client.runs() == []
+    assert client.sweeps() == [] and client.runs().empty
     sweep = client.submit_sweep({"dataset": "synthetic", "epochs": 1}, {"seed": [0, 1]}, name="q")
     assert sweep.status == "queued" and len(sweep.runs) == 2
     assert client.cancel_sweep(sweep).status == "cancelled"

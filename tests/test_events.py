@@ -6,6 +6,7 @@ the slow one."""
 import asyncio
 import json
 import random
+import re
 import threading
 import time
 from datetime import datetime
@@ -55,6 +56,39 @@ def test_a_finished_run_streams_its_epochs_then_ends(client, play, tiny_spec):
         "epochs": 3,
         "error": None,
     }
+
+
+def test_each_epoch_has_its_id_and_last_event_id_resumes_after_it(client, play, tiny_spec):
+    run_id = play(tiny_spec(), epochs=3).run_id
+    ids = re.findall(r"^id: (.*)$", client.get(f"/runs/{run_id}/events").text, re.M)
+    assert ids == ["1", "2", "3"]
+    resumed = client.get(f"/runs/{run_id}/events", headers={"Last-Event-ID": "2"})
+    events = parse(resumed.text)
+    assert [(kind, data.get("epoch")) for kind, data in events] == [("epoch", 3), ("end", None)]
+    refused = client.get(f"/runs/{run_id}/events", headers={"Last-Event-ID": "two"})
+    assert refused.status_code == 422 and "Last-Event-ID" in refused.text
+
+
+def test_stopping_the_broadcaster_ends_every_open_stream_at_once(db, play, tiny_spec):
+    """The server shutting down ends its streams (without ``end``), and any opened later."""
+    run_id = play(tiny_spec(epochs=5), epochs=1, finish=None).run_id
+
+    async def main() -> tuple[list[str], list[str]]:
+        broadcaster = Broadcaster(db, interval=0.05)
+
+        async def kinds() -> list[str]:
+            return [e.kind async for e in broadcaster.listen(run_id)]
+
+        task = asyncio.create_task(kinds())
+        await asyncio.sleep(0.3)
+        broadcaster.stop(asyncio.get_running_loop())
+        seen = await asyncio.wait_for(task, timeout=2)
+        later = await asyncio.wait_for(kinds(), timeout=2)
+        await broadcaster.close()
+        return seen, later
+
+    seen, later = asyncio.run(main())
+    assert seen == ["epoch", "status"] and later == []
 
 
 def test_an_unknown_run_is_404_before_any_stream(client):

@@ -2,12 +2,15 @@
 
 from typing import Annotated
 
+import numpy as np
 import pytest
 from conftest import assert_drawn, has_colour
 from fastapi import FastAPI, Query
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from server.core.schemas import GroupMetrics, SeriesStats, SweepMetricsOut
+from server.views.figures import draw
 from server.views.figures.draw import (
     FigureOptions,
     draw_compare,
@@ -147,3 +150,49 @@ def test_figure_options_as_query_dependency():
     bad = client.get("/figure", params={"dpi": 1000})
     assert bad.status_code == 422
     assert bad.json()["detail"][0]["loc"] == ["query", "dpi"]
+
+
+def drawn_axes(monkeypatch: pytest.MonkeyPatch, draw_figure, *args) -> list:
+    """The panels a draw function made (its figure, caught before it became a PNG)."""
+    figures = []
+    monkeypatch.setattr(draw, "to_png", lambda fig: figures.append(fig) or b"")
+    draw_figure(*args)
+    (fig,) = figures
+    return [ax for ax in fig.axes if ax.get_visible()]
+
+
+def two_run_group(mean: list[float], half_width: float) -> SeriesStats:
+    return SeriesStats(
+        mean=mean, ci_low=[m - half_width for m in mean], ci_high=[m + half_width for m in mean]
+    )
+
+
+def test_a_sweeps_wide_interval_is_cut_to_the_possible_values_and_stays_in_its_axes(
+    monkeypatch,
+):
+    """Two runs: t(1) = 12.7 makes the 95% interval of an accuracy reach far below 0% and above
+    100%; the band is cut to 0..100% and the axes hold all of it. Loss axes follow the run
+    page's rule (fitted to the data, not from 0)."""
+    epochs = [1, 2, 3]
+    group = GroupMetrics(
+        values={"weight_decay": 0.0},
+        run_ids=[1, 2],
+        n=2,
+        epochs=epochs,
+        train_loss=two_run_group([2.2, 2.1, 2.0], 0.05),
+        test_loss=two_run_group([2.25, 2.2, 2.15], 0.05),
+        train_accuracy=two_run_group([0.3, 0.4, 0.5], 2.0),
+        test_accuracy=two_run_group([0.3, 0.35, 0.4], 2.0),
+    )
+    data = SweepMetricsOut(sweep_id=1, by=["weight_decay"], groups=[group])
+    for ax in drawn_axes(monkeypatch, draw.draw_sweep_metrics, data, SMALL, "accuracy", "s"):
+        (band,) = [c for c in ax.collections if c.get_gid() == draw.BAND]
+        ys = np.concatenate([path.vertices[:, 1] for path in band.get_paths()])
+        assert ys.min() >= 0 and ys.max() <= 100
+        low, high = ax.get_ylim()
+        assert low <= ys.min() and ys.max() <= high and high < 110
+    sweep_loss = drawn_axes(monkeypatch, draw.draw_sweep_metrics, data, SMALL, "loss", "s")
+    run_loss = drawn_axes(monkeypatch, draw.draw_metrics, sample_metrics(), SMALL, "loss", "r")
+    # One rule: neither loss axis starts at 0 when the losses lie far from it.
+    assert sweep_loss[0].get_ylim()[0] > 1.5
+    assert run_loss[0].get_ylim()[0] > 0

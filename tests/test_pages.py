@@ -1,5 +1,6 @@
 """The browser UI's pages over TestClient: answers, redirects, content, paging and guards."""
 
+import html
 import re
 from collections.abc import Iterator
 
@@ -92,7 +93,7 @@ def test_the_run_page_shows_the_json_views_numbers_and_figures(client, play):
     for src in re.findall(r'<img src="([^"]+)"', page):
         png = client.get(src.replace("&amp;", "&"))
         assert png.headers["content-type"] == "image/png", src
-    assert len(re.findall(r"<img ", page)) == 6
+    assert len(re.findall(r"<img data-figure", page)) == 6
     # Downloads of every view in every format the API answers, and every one answers.
     downloads = re.findall(r'href="(/runs/[^"]+format=(\w+))"', page)
     assert {fmt for _, fmt in downloads} == {"json", "png", "csv"} and len(downloads) == 18
@@ -270,3 +271,25 @@ def test_compare_page_shows_the_runs_spectra_side_by_side(client, play, tiny_spe
     mixed = client.get("/ui/compare", params={"runs": f"{a},{old}"}).text
     assert "/compare/spectrum" not in mixed
     assert re.search(rf'id="spectrum-missing">[^<]*run {old}\s+was trained before', mixed)
+
+
+@pytest.mark.parametrize("path", ["/ui/runs/new", "/ui/sweeps/new"])
+def test_the_forms_help_reads_well_and_names_the_original_experiment_so(client, path):
+    """Each field's help: its meaning, then its rule once, each a sentence with one full stop;
+    names spelt as written (SGD, CIFAR-10); "the seed" is only ever the seed field."""
+    page = client.get(path).text
+    helps = {
+        name: html.unescape(re.sub(r"<[^>]+>", "", text))
+        for name, text in re.findall(r'<p class="rule" id="rule-(\w+)">(.*?)</p>', page)
+    }
+    assert set(RunSpec.model_fields) - {"name"} <= set(helps)  # a sweep names itself
+    for name, text in helps.items():
+        assert ".." not in text and ". ." not in text, (name, text)
+        assert "the seed" not in text.lower() and "seed's" not in text, (name, text)
+        assert "Sgd" not in text and "Cifar10" not in text, (name, text)
+    assert "SGD (the original experiment's)" in helps["optimizer"]
+    assert "CIFAR-10" in helps["dataset"]
+    # The bounds are stated by the rule alone, not again in the description.
+    assert helps["epochs"].count("1000") == 1 and helps["batch_size"].count("8192") == 1
+    assert helps["hidden_sizes"].count("8192") == 1 and helps["tolerances"].count("32") == 1
+    assert "distinct" in helps["tolerances"]

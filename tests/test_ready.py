@@ -87,7 +87,10 @@ def test_every_spec_and_response_field_is_described_and_the_example_is_small(cli
             continue
         for field, prop in model["properties"].items():
             assert prop.get("description"), f"{name}.{field} has no description"
-    assert "1..1000" in models["RunSpec"]["properties"]["epochs"]["description"]
+    # The bounds are the schema's own (the form states them from there); the text says the rest.
+    epochs = models["RunSpec"]["properties"]["epochs"]
+    assert (epochs["minimum"], epochs["maximum"]) == (1, 1000)
+    assert "the original experiment: 50" in epochs["description"]
     (example,) = models["RunSpec"]["examples"]
     assert example == EXAMPLE_SPEC and example["dataset"] == "synthetic"
     assert example["epochs"] <= 5 and example["train_size"] >= 100

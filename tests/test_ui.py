@@ -289,3 +289,118 @@ def test_with_a_token_the_ui_logs_in_once_and_refuses_cross_site_writes(guarded,
     assert other.status_code == 401
     assert guarded.api("GET", "/runs").json()["total"] == 2
     context.close()
+
+
+# Every frame, each figure that has shown a picture once must still show one (complete, with a
+# natural width): a live update never leaves an empty frame. Also collects the URLs shown.
+WATCH_FIGURES = """() => {
+  window.blank = [];
+  window.shownSrcs = new Set();
+  const seen = new Set();
+  const sample = () => {
+    for (const img of document.querySelectorAll("img[data-figure]")) {
+      if (img.complete && img.naturalWidth > 0) {
+        seen.add(img.dataset.figure);
+        window.shownSrcs.add(img.getAttribute("src"));
+      } else if (seen.has(img.dataset.figure)) {
+        window.blank.push(img.dataset.figure);
+      }
+    }
+    requestAnimationFrame(sample);
+  };
+  requestAnimationFrame(sample);
+}"""
+# Each figure's PNG has the pixels of its box on the screen (device pixels), give or take one.
+SIZES_MATCH = """() => Array.from(document.querySelectorAll("img[data-figure]")).every(img =>
+  img.complete && img.naturalWidth > 0 &&
+  Math.abs(img.naturalWidth - img.clientWidth * devicePixelRatio) <= 1 &&
+  Math.abs(img.naturalHeight - img.clientHeight * devicePixelRatio) <= 1)"""
+
+
+def test_a_training_runs_figures_never_go_blank_and_are_drawn_at_their_shown_size(
+    processes, browser
+):
+    processes.start_server()
+    processes.start_worker()
+    run_id = submit(processes, epochs=12, train_size=1024, test_size=128)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=2)
+    tab = context.new_page()
+    tab.set_default_timeout(600_000)  # a busy machine draws a figure in seconds
+    watch = Watch(processes)
+    watch.attach(tab)
+    processes.wait_for_run(run_id, lambda r: r["epochs_done"] >= 1, timeout=300)
+    tab.goto(f"{processes.url}/ui/runs/{run_id}", wait_until="domcontentloaded")
+    tab.wait_for_function(IMAGES_LOADED + " && document.images.length == 8")
+    tab.evaluate(WATCH_FIGURES)
+    tab.locator(".summary .badge.succeeded").wait_for()
+    tab.wait_for_function(SIZES_MATCH)
+    assert tab.evaluate("window.blank") == []
+    # The live part was replaced as epochs came: each figure showed more than one version.
+    versions = tab.evaluate("Array.from(window.shownSrcs).filter(s => s.includes('/metrics?'))")
+    assert len(versions) > 2, versions
+    widths = "Array.from(document.querySelectorAll('img[data-figure]'), i => i.naturalWidth)"
+    sizes = tab.evaluate(widths)
+    assert min(sizes) > 1000  # at least two columns of about 600 px, at twice the pixels
+    # A narrow window puts the figures in one column of another width: asked for again.
+    tab.set_viewport_size({"width": 900, "height": 1000})
+    tab.wait_for_function(SIZES_MATCH)
+    assert all(w != before for w, before in zip(tab.evaluate(widths), sizes, strict=True))
+
+    # The new-sweep form, on a server that has trained epochs, says about how long its grid
+    # trains (the prefill: 2 weight decays × 3 seeds of 10 epochs).
+    tab.goto(f"{processes.url}/ui/sweeps/new")
+    told = tab.locator("#grid-size").inner_text()
+    assert told.startswith("Submitting queues 6 runs, 60 epochs in all: about "), told
+    watch.check()
+    context.close()
+
+
+def test_the_runs_list_fits_its_column_and_folds_a_sweeps_members_under_it(processes, page):
+    tab, watch = page
+    processes.start_server()  # no worker: the runs wait in the queue
+    alone = submit(processes, name="a run of its own", hidden_sizes=[512, 512, 512])
+    body = {
+        "name": "decay by width",
+        "base": {"dataset": "synthetic", "train_size": 512, "test_size": 256},
+        "grid": {"weight_decay": [0, 0.001], "hidden_sizes": [[512, 512, 512], [32]]},
+    }
+    sweep = processes.api("POST", "/sweeps", json=body).json()
+    for width in (1280, 1920):
+        tab.set_viewport_size({"width": width, "height": 900})
+        tab.goto(f"{processes.url}/ui/runs")
+        wrap = tab.locator(".table-wrap")
+        assert wrap.evaluate("w => w.scrollWidth <= w.clientWidth"), width
+        headers = tab.locator("table.runs thead th").all_inner_texts()
+        assert [h.strip() for h in headers].count("epochs") == 1, headers
+        # The sweep's members fold under its row; the run of its own stays in view.
+        members = tab.locator(f"tbody#sweep-{sweep['id']} tr.member")
+        assert members.count() == 4
+        assert not any(m.is_visible() for m in members.all())
+        assert tab.locator(f'tr[data-run="{alone}"]').is_visible()
+        fold = tab.get_by_role("button", name="▸ show its runs")
+        assert fold.get_attribute("aria-expanded") == "false"
+        fold.click()
+        assert all(m.is_visible() for m in members.all())
+        assert wrap.evaluate("w => w.scrollWidth <= w.clientWidth"), width
+        # Hidden sizes ("512, 512, 512") on one line: the text makes one line box.
+        lines = tab.locator("table.runs td.spec").evaluate_all(
+            "cells => cells.map(c => { const r = document.createRange(); r.selectNodeContents(c);"
+            " return r.getClientRects().length; })"
+        )
+        assert lines and set(lines) == {1}, lines
+        assert (
+            tab.get_by_role("button", name="▾ hide its runs").get_attribute("aria-expanded")
+            == "true"
+        )
+
+    # The new-sweep form tells what a click queues before it is made, and follows the edits.
+    tab.goto(f"{processes.url}/ui/sweeps/new")
+    told = tab.locator("#grid-size")
+    assert told.inner_text() == (
+        "Submitting queues 6 runs, 60 epochs in all. "
+        "(No time estimate yet: this server has not trained an epoch.)"
+    )
+    tab.get_by_label("values of grid field 2").fill("0, 1, 2, 3, 4")
+    tab.get_by_label("epochs", exact=True).fill("50")
+    assert told.inner_text().startswith("Submitting queues 10 runs, 500 epochs in all.")
+    watch.check()

@@ -4,7 +4,9 @@ However many clients watch, the database sees one query per interval for the pro
 epochs done) of every watched run, plus one read of the new epochs of a run that advanced. The
 poller keeps each watched run's epochs so far, so a new listener gets them without a query,
 then every later event as the poller fans it out. A run's poll stops once it has ended; the
-poller stops when nobody listens."""
+poller stops when nobody listens. A listener that reconnects with the last epoch it saw
+(the stream's ``Last-Event-ID``) gets only later epochs. When the server shuts down, ``stop``
+ends every stream at once (clients reconnect to the next server)."""
 
 import asyncio
 import logging
@@ -76,7 +78,7 @@ class Watch:
 
     progress: Progress | None = None
     epochs: list[Event] = field(default_factory=list)
-    listeners: set[asyncio.Queue[Event]] = field(default_factory=set)
+    listeners: set[asyncio.Queue[Event | None]] = field(default_factory=set)
 
     @property
     def ended(self) -> bool:
@@ -156,12 +158,26 @@ class Broadcaster:
         self._watches: dict[int, Watch] = {}
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
-    async def listen(self, run_id: int) -> AsyncIterator[Event]:
-        """The run's events: its epochs so far, its status, then each change; ends after
-        ``end``."""
+    def stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """End every stream, now and later ones at once: the server is shutting down and would
+        otherwise wait for them. Safe from a signal handler (it runs in ``loop``)."""
+        loop.call_soon_threadsafe(self._end_streams)
+
+    def _end_streams(self) -> None:
+        self._stopped = True
+        for watch in self._watches.values():
+            self._publish(watch, None)
+
+    async def listen(self, run_id: int, after: int = 0) -> AsyncIterator[Event]:
+        """The run's events: its epochs after epoch ``after`` so far, its status, then each
+        change; ends after ``end``, or without it when the server stops."""
+        if self._stopped:
+            return
         watch = self._watches.setdefault(run_id, Watch())
-        queue: asyncio.Queue[Event] = asyncio.Queue()
+        # None: the server is stopping.
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
         # What the poller has seen so far, then live: both in this loop turn, so no event falls
         # in between. A new watch has seen nothing yet; its first poll sends everything.
         for event in watch.epochs:
@@ -170,10 +186,12 @@ class Broadcaster:
             queue.put_nowait(state_event(run_id, watch.progress))
         watch.listeners.add(queue)
         self._ensure_polling()
-        last_epoch = 0
+        last_epoch = after
         try:
             while True:
                 event = await queue.get()
+                if event is None:
+                    return
                 if isinstance(event.data, EpochEvent):
                     # A run restarted from epoch 0 (checkpoint lost) stores epochs sent before.
                     if event.data.epoch <= last_epoch:
@@ -245,7 +263,7 @@ class Broadcaster:
             self._publish(watch, state_event(run_id, now))
 
     @staticmethod
-    def _publish(watch: Watch, event: Event) -> None:
+    def _publish(watch: Watch, event: Event | None) -> None:
         for queue in watch.listeners:
             queue.put_nowait(event)
 

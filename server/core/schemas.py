@@ -60,7 +60,8 @@ class RunStatus(StrEnum):
 
 
 class RunSpec(BaseModel):
-    """A training job: the seed's experiment with every knob it varies. Defaults are the seed's."""
+    """A training job: the original experiment with every knob it varies; the defaults are the
+    original experiment's (see the description of each field)."""
 
     # strict: a JSON true or "64" is no number; 422 rather than a silent conversion.
     model_config = ConfigDict(
@@ -72,18 +73,18 @@ class RunSpec(BaseModel):
 
     name: Annotated[
         str | None,
-        Field(max_length=200, description="A label for the run: at most 200 characters, no NUL."),
+        Field(max_length=200, description="A label for the run (no NUL characters)."),
     ] = None
     weight_decay: Annotated[
         float,
         Field(
             ge=0,
-            description="The optimizer's weight decay, finite and >= 0: coupled L2 for sgd and "
-            "adam, decoupled for adamw. 0 is the seed's baseline.",
+            description="The optimizer's weight decay: coupled L2 for SGD and Adam, decoupled "
+            "for AdamW. The original experiment: 0 (its baseline) and 0.001.",
         ),
     ] = 0.0
     epochs: Annotated[
-        int, Field(ge=1, le=1000, description="Epochs to train, 1..1000 (the seed: 50).")
+        int, Field(ge=1, le=1000, description="Epochs to train (the original experiment: 50).")
     ] = 50
     tolerances: Annotated[
         list[Annotated[FiniteFloat, Field(ge=0)]],
@@ -91,57 +92,60 @@ class RunSpec(BaseModel):
             min_length=1,
             max_length=32,
             json_schema_extra={"uniqueItems": True},
-            description="Tolerances to count constant weights at: 1..32 distinct finite values "
-            ">= 0, stored ascending. A weight is constant at tol when |w_e - w_(e-1)| <= tol * "
-            "|w_ref| (w_ref: see basis).",
+            description="Tolerances to count constant weights at, stored ascending. A weight "
+            "is constant at tol when |w_e - w_(e-1)| <= tol * |w_ref| (w_ref: see basis).",
         ),
     ] = [0.0, 0.001, 0.01, 0.1]
     learning_rate: Annotated[
-        float, Field(gt=0, description="The optimizer's learning rate: finite, > 0.")
+        float, Field(gt=0, description="The optimizer's learning rate (the original: 0.01).")
     ] = 0.01
     momentum: Annotated[
         float,
-        Field(ge=0, lt=1, description="0 <= momentum < 1: SGD's momentum, Adam's beta1."),
+        Field(ge=0, lt=1, description="SGD's momentum, Adam's beta1 (the original: 0.9)."),
     ] = 0.9
     batch_size: Annotated[
-        int, Field(ge=1, le=8192, description="Samples per training batch, 1..8192.")
+        int, Field(ge=1, le=8192, description="Samples per training batch (the original: 64).")
     ] = 64
     hidden_sizes: Annotated[
         list[Annotated[int, Field(ge=1, le=8192)]],
         Field(
             min_length=1,
             max_length=8,
-            description="Units of each hidden layer: 1..8 layers of 1..8192 units (the MLP maps "
-            "3072 inputs through them to 10 classes).",
+            description="Units of each hidden layer (the MLP maps 3072 inputs through them to "
+            "10 classes; the original experiment: three layers of 512).",
         ),
     ] = [512, 512, 512]
     optimizer: Annotated[
-        Literal["sgd", "adam", "adamw"], Field(description="sgd (the seed's), adam or adamw.")
+        Literal["sgd", "adam", "adamw"],
+        Field(description="SGD (the original experiment's), Adam or AdamW."),
     ] = "sgd"
     dataset: Annotated[
         Literal["cifar10", "synthetic"],
         Field(
-            description="cifar10 (the seed's; read from DECAYLAB_DATA_DIR, or downloaded) or "
-            "synthetic (small, deterministic, CIFAR-shaped, needs no files)."
+            description="CIFAR-10 (the original experiment's; read from DECAYLAB_DATA_DIR, or "
+            "downloaded) or synthetic (deterministic, CIFAR-shaped, needs no files)."
         ),
     ] = "cifar10"
     train_size: Annotated[
         Annotated[int, Field(ge=1)] | None,
         Field(
-            description="Train on the first N samples (null: all; CIFAR-10 has 50,000).",
+            description="Train on the first N samples (empty: all, 50,000 for CIFAR-10 and "
+            "for synthetic).",
         ),
     ] = None
     test_size: Annotated[
         Annotated[int, Field(ge=1)] | None,
-        Field(description="Test on the first N samples (null: all; CIFAR-10 has 10,000)."),
+        Field(
+            description="Test on the first N samples (empty: all, 10,000 for CIFAR-10 and for "
+            "synthetic)."
+        ),
     ] = None
     seed: Annotated[
         int,
         Field(
             ge=SEED_MIN,
             lt=SEED_LIMIT,
-            description="Model initialisation and shuffling: an integer in torch's range, "
-            "-2^63 .. 2^64 - 1.",
+            description="Seeds the model's initialisation and the shuffling (torch's range).",
         ),
     ] = 0
     basis: Annotated[

@@ -49,6 +49,16 @@ class SpecField:
             return ", ".join(_number(v) for v in value)
         return _number(value) if isinstance(value, float) else str(value)
 
+    @property
+    def rule_text(self) -> str:
+        """The rule and the default as one sentence (the description, a sentence of its own,
+        says what the field means)."""
+        if self.kind == "checkbox":
+            default = "yes" if self.default else "no"
+        else:
+            default = self.text(self.default) or "none"
+        return f"{self.rule[:1].upper()}{self.rule[1:]}; default {default}."
+
 
 def _number(value: Any) -> str:
     # repr: the shortest text that reads back as the same float (0.001, not 0.0010000000000000002).
@@ -96,6 +106,8 @@ def _field(name: str, schema: Mapping[str, Any]) -> SpecField:
         words, _ = _bounds(typed["items"])
         attrs["pattern"] = _list_pattern(_INTEGER if item == "integer" else _NUMBER)
         noun = "whole numbers" if item == "integer" else "numbers"
+        if typed.get("uniqueItems"):
+            noun = "distinct " + noun
         rule = f"{typed.get('minItems', 0)} to {typed.get('maxItems', '∞')} {noun}"
         rule += (" " + " and ".join(words) if words else "") + ", separated by commas"
         kind = "list"
@@ -114,11 +126,17 @@ def _field(name: str, schema: Mapping[str, Any]) -> SpecField:
         default=default,
         optional=optional,
         rule=rule,
-        description=schema.get("description", ""),
+        description=_sentence(schema.get("description", "")),
         attrs=attrs,
         choices=choices,
         item=item,
     )
+
+
+def _sentence(text: str) -> str:
+    """``text`` capitalised and ending in one full stop (descriptions end in one, or none)."""
+    text = text.strip().rstrip(".")
+    return f"{text[:1].upper()}{text[1:]}." if text else ""
 
 
 @cache

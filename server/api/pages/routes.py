@@ -231,7 +231,11 @@ def runs_list(
         return _url(f"{UI}/runs", **(state | {"page": page_number} | changes))
 
     specs = [r.run.spec for r in found.runs]
-    shown = [f for f in queries.differing_fields(specs) if f not in queries.ALWAYS_SHOWN]
+    shown = [
+        f
+        for f in queries.differing_fields(specs)
+        if f not in queries.ALWAYS_SHOWN + queries.SHOWN_AS_PROGRESS
+    ]
     return page(
         request,
         "runs.html",

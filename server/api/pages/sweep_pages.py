@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from server.api.deps import SessionDep, SettingsDep, WriteSessionDep
-from server.api.pages import sweep_forms
+from server.api.pages import queries, sweep_forms
 from server.api.pages.routes import (
     LIVE,
     PER_PAGE,
@@ -27,7 +27,7 @@ from server.api.pages.routes import (
 from server.api.routers import sweeps as sweeps_api
 from server.api.routers.params import MAX_ID, Scope, Tolerance
 from server.core.errors import NotComputed
-from server.core.experiment import tensor_names
+from server.core.experiment import CLASSES, DATASET_SIZES, IN_FEATURES, tensor_names
 from server.core.schemas import SweepConstancyAllOut, SweepOut
 from server.core.scope import describe
 from server.store.lifecycle import FINISHED
@@ -78,8 +78,21 @@ def sweeps_list(
 
 
 def _form_page(
-    request: Request, form: sweep_forms.SweepForm, errors: dict[str, str], status_code: int = 200
+    request: Request,
+    session: Session,
+    form: sweep_forms.SweepForm,
+    errors: dict[str, str],
+    status_code: int = 200,
 ) -> HTMLResponse:
+    # What ui.js needs to say, before submitting, what the grid queues and for about how long.
+    sizing = {
+        "seconds_per_cost": queries.seconds_per_cost(session),
+        "train_sizes": {name: sizes[0] for name, sizes in DATASET_SIZES.items()},
+        "inputs": IN_FEATURES,
+        "classes": CLASSES,
+        "list_fields": [f.name for f in sweep_forms.base_fields() if f.kind == "list"],
+        "list_separator": sweep_forms.LIST_SEPARATOR,
+    }
     return page(
         request,
         "sweep_new.html",
@@ -90,6 +103,7 @@ def _form_page(
         errors=errors,
         focus=next(iter(errors), None),
         list_separator=sweep_forms.LIST_SEPARATOR,
+        sizing=sizing,
     )
 
 
@@ -106,7 +120,7 @@ def new_sweep_form(
         form = sweep_forms.SweepForm.from_sweep(
             source.name, source.base, source.grid, source.priority
         )
-    return _form_page(request, form, {})
+    return _form_page(request, session, form, {})
 
 
 async def _submitted(request: Request) -> sweep_forms.SweepForm:
@@ -124,7 +138,7 @@ def new_sweep(
     nothing is stored on a refusal."""
     body, specs, errors = sweep_forms.parse(submitted, settings)
     if body is None:
-        return _form_page(request, submitted, errors, 422)
+        return _form_page(request, session, submitted, errors, 422)
     sweep = sweeps.create_sweep(session, body, specs)
     session.commit()
     return RedirectResponse(f"{SWEEPS}/{sweep.id}", status_code=303)

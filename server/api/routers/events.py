@@ -1,11 +1,11 @@
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from server.api.events import Broadcaster
+from server.api.events import Broadcaster, EpochEvent
 from server.api.routers.params import RunId
 from server.core.schemas import ErrorOut
 from server.store import crud
@@ -38,11 +38,27 @@ async def existing_run(run_id: RunId, request: Request) -> int:
 async def run_events(
     run_id: Annotated[int, Depends(existing_run)],
     broadcaster: Annotated[Broadcaster, Depends(get_broadcaster)],
+    last_event_id: Annotated[
+        int,
+        Header(
+            alias="Last-Event-ID",
+            ge=0,
+            description="The id of the last event received (an epoch): a reconnecting client "
+            "gets only the epochs after it.",
+        ),
+    ] = 0,
 ) -> AsyncIterator[ServerSentEvent]:
     """Events, each with JSON data: ``epoch`` (epoch, losses, accuracies, epoch_seconds and the
     mean % of constant weights over all layers and the last two at the run's smallest
     tolerance) for every stored epoch, oldest first, then for each new one as it is stored;
     ``status`` (status, epochs_done, epochs, error) on every status change; ``end``, the same
-    with the final status (``deleted`` if the run was deleted), after which the stream ends."""
-    async for event in broadcaster.listen(run_id):
-        yield ServerSentEvent(event=event.kind, data=event.data.model_dump())
+    with the final status (``deleted`` if the run was deleted), after which the stream ends.
+    An ``epoch`` event's id is its epoch, which a reconnecting client sends back as
+    ``Last-Event-ID``. A server that shuts down ends its streams without ``end``."""
+    async for event in broadcaster.listen(run_id, after=last_event_id):
+        epoch = event.data.epoch if isinstance(event.data, EpochEvent) else None
+        yield ServerSentEvent(
+            event=event.kind,
+            data=event.data.model_dump(),
+            id=None if epoch is None else str(epoch),
+        )

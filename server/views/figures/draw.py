@@ -268,6 +268,14 @@ def _epoch_ticks(ax: Axes, epochs: Sequence[int]) -> None:
 
 
 YScale = Literal["percent", "auto", "log"]
+# The fill_between of a 95% interval (plot_band): finish_panel fits the axes to it too.
+BAND = "interval"
+
+
+def metric_scale(metric: MetricName) -> YScale:
+    """One rule for every figure of a metric: a loss is read by its change (2.30 → 2.17), so
+    its axis fits the data; an accuracy against 0."""
+    return "auto" if metric == "loss" else "percent"
 
 
 def finish_panel(
@@ -302,7 +310,15 @@ def finish_panel(
         return
     epochs = [x for line in ax.get_lines() for x in line.get_xdata()]
     _epoch_ticks(ax, epochs)
-    values = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in ax.lines])
+    bands = [
+        path.vertices[:, 1]
+        for band in ax.collections
+        if band.get_gid() == BAND
+        for path in band.get_paths()
+    ]
+    values = np.concatenate(
+        [np.asarray(line.get_ydata(), dtype=float) for line in ax.lines] + bands
+    )
     values = values[np.isfinite(values)]
     if y == "log":
         ax.set_yscale("log")
@@ -425,9 +441,7 @@ def draw_metrics(data: MetricsOut, options: FigureOptions, metric: MetricName, l
         zip(curves, series_colours(len(curves)), strict=True)
     ):
         plot_line(axes[0], data.epochs, values, name, colour, style=i)
-    # A loss is read by its change (2.30 → 2.17), an accuracy against 0.
-    scale: YScale = "auto" if metric == "loss" else "percent"
-    finish_panel(axes[0], None, ylabel, empty=not data.epochs, y=scale)
+    finish_panel(axes[0], None, ylabel, empty=not data.epochs, y=metric_scale(metric))
     add_legend(fig, axes[0])
     return to_png(fig)
 
@@ -636,14 +650,28 @@ def plot_band(
     high: Sequence[float] | None,
     label: str,
     colour: object,
+    bounds: tuple[float, float],
 ) -> None:
-    """A mean line with its interval shaded (no shading for a single run)."""
+    """A mean line with its interval shaded (no shading for a single run), cut to ``bounds``,
+    the values the quantity can take (the t interval of two runs can reach −200%)."""
     plot_line(ax, x, mean, label, colour)  # type: ignore[arg-type]
     if low is not None and high is not None and len(x):
-        ax.fill_between(x, low, high, color=colour, alpha=INTERVAL_ALPHA, linewidth=0)
+        ax.fill_between(
+            x,
+            np.clip(low, *bounds),
+            np.clip(high, *bounds),
+            color=colour,
+            alpha=INTERVAL_ALPHA,
+            linewidth=0,
+            gid=BAND,
+        )
 
 
-INTERVAL_NOTE = "shaded: 95% interval of the mean over seeds (Student's t)"
+PERCENT_BOUNDS = (0.0, 100.0)
+LOSS_BOUNDS = (0.0, math.inf)
+INTERVAL_NOTE = (
+    "shaded: 95% interval of the mean over seeds (Student's t), cut to the possible values"
+)
 
 
 def draw_sweep_constancy(
@@ -661,7 +689,16 @@ def draw_sweep_constancy(
     for ax, result in zip(axes, results, strict=True):
         for group, colour in zip(result.groups, colours, strict=True):
             text = group_label(group.values, group.n)
-            plot_band(ax, group.epochs, group.mean, group.ci_low, group.ci_high, text, colour)
+            plot_band(
+                ax,
+                group.epochs,
+                group.mean,
+                group.ci_low,
+                group.ci_high,
+                text,
+                colour,
+                PERCENT_BOUNDS,
+            )
         empty = not any(g.epochs for g in result.groups)
         finish_panel(ax, f"tolerance {result.tolerance:g}", PERCENT_CONSTANT, empty)
     add_legend(fig, axes[0])
@@ -675,6 +712,7 @@ def draw_sweep_metrics(
     title = f"{label}\n{metric} per epoch, mean over seeds\n{INTERVAL_NOTE}"
     fig, axes = new_figure(options, 2, title)
     scale = 100.0 if metric == "accuracy" else 1.0
+    bounds = PERCENT_BOUNDS if metric == "accuracy" else LOSS_BOUNDS
     ylabel = "accuracy (%)" if metric == "accuracy" else "cross-entropy loss"
     colours = series_colours(len(data.groups))
     for ax, split in zip(axes, ("train", "test"), strict=True):
@@ -692,8 +730,10 @@ def draw_sweep_metrics(
                 scaled(s.ci_high),
                 group_label(group.values, group.n),
                 colour,
+                bounds,
             )
-        finish_panel(ax, split, ylabel, empty=not any(g.epochs for g in data.groups))
+        empty = not any(g.epochs for g in data.groups)
+        finish_panel(ax, split, ylabel, empty, y=metric_scale(metric))
     add_legend(fig, axes[0])
     return to_png(fig)
 
@@ -712,7 +752,7 @@ def draw_sweep_summary(data: SweepSummaryOut, options: FigureOptions, label: str
     by = _field_text(x_field) if x_field else "group"
     title = (
         f"{label}\n{PERCENT_CONSTANT} at epoch {data.epoch} by {by}"
-        "\nbars: 95% interval of the mean over seeds (Student's t)"
+        "\nbars: 95% interval of the mean over seeds (Student's t), cut to 0–100%"
     )
     fig, axes = new_figure(options, len(data.results), title)
     for ax, result in zip(axes, data.results, strict=True):
@@ -740,8 +780,8 @@ def draw_sweep_summary(data: SweepSummaryOut, options: FigureOptions, label: str
                 yerr = None
                 if all(v is not None for v in lows + highs):
                     yerr = [
-                        [m - lo for m, lo in zip(means, lows, strict=True)],
-                        [hi - m for m, hi in zip(means, highs, strict=True)],
+                        [m - max(lo, 0.0) for m, lo in zip(means, lows, strict=True)],
+                        [min(hi, 100.0) - m for m, hi in zip(means, highs, strict=True)],
                     ]
                 text = scopes.describe(line.scope) + (f", {key}" if key else "")
                 ax.errorbar(
