@@ -166,7 +166,7 @@ class RunSpec(BaseModel):
         Literal["float32", "float64"],
         Field(
             description="The precision of the weights, the optimizer state and the computation: "
-            "float32 (the seed's) or float64 (whose ulp is 2^29 times finer: an update float32 "
+            "float32 (the original experiment's) or float64 (whose ulp is 2^29 times finer: an update float32 "
             "rounds away moves a float64 weight). Constancy is judged in this dtype."
         ),
     ] = "float32"
@@ -182,7 +182,7 @@ class RunSpec(BaseModel):
     autocast: Annotated[
         Literal["bfloat16"] | None,
         Field(
-            description="null (the seed's: none) or bfloat16: float32 master weights and "
+            description="null (the original experiment's: none) or bfloat16: float32 master weights and "
             "optimizer, the forward pass's matmuls in bfloat16 (torch.autocast), as most GPU "
             "training runs today. Needs dtype float32."
         ),
