@@ -22,6 +22,7 @@ from decaylab.client import (
     Run,
     Scope,
     Sweep,
+    format_error,
 )
 
 # Exit codes (also in `decaylab --help`).
@@ -44,7 +45,13 @@ class CommandFailed(click.ClickException):
     """A client error as a message on stderr and the exit code that says what kind it was."""
 
     def __init__(self, error: DecaylabError) -> None:
-        super().__init__(str(error))
+        detail = getattr(error, "detail", None)
+        if isinstance(error, ApiError) and isinstance(detail, list) and len(detail) > 1:
+            # Every error of a refusal, one a line, positions 0-based as the API's loc.
+            lines = [f"HTTP {error.status_code}: {len(detail)} errors"]
+            super().__init__("\n  ".join(lines + [format_error(e) for e in detail]))
+        else:
+            super().__init__(str(error))
         if isinstance(error, NotFound):
             self.exit_code = EXIT_NOT_FOUND
         elif isinstance(error, ApiError):
@@ -477,8 +484,9 @@ class GridType(click.ParamType):
         for part in values.split(separator):
             try:
                 parsed.append(spec_field.type.convert(part.strip(), param, ctx))
-            except click.BadParameter as error:
-                self.fail(f"{field_name}: {error.message}", param)
+            except click.BadParameter:
+                # Sent as typed: the API's one answer names it beside every other error.
+                parsed.append(part.strip())
         return field_name, parsed
 
 
