@@ -9,18 +9,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import random_epoch, run_of
+from conftest import run_of, train_all
 from scipy import stats as scipy_stats
 from sqlalchemy import func, select
 
-from server.core import records
 from server.core.schemas import RunSpec, RunStatus
 from server.core.settings import Settings
 from server.store import crud, jobs
 from server.store.models import Run, Sweep
 
 BASE = {"dataset": "synthetic", "hidden_sizes": [8], "epochs": 4, "tolerances": [0, 0.01, 0.1]}
-LAYERS = (96, 32, 48, 10)
 
 
 def post_sweep(client, grid: dict[str, list[Any]], **more: Any) -> dict[str, Any]:
@@ -28,34 +26,6 @@ def post_sweep(client, grid: dict[str, list[Any]], **more: Any) -> dict[str, Any
     assert response.status_code == 201, response.text
     assert response.headers["location"] == f"/sweeps/{response.json()['id']}"
     return response.json()
-
-
-def train_all(db, rng: random.Random, epochs: dict[int, int] | None = None) -> None:
-    """A pretend worker: claims every queued run and stores random epochs for it (``epochs``
-    per run id, default its spec's), leaving it succeeded."""
-    tensors = [records.TensorInfo(i, f"layers.{i}.weight", n) for i, n in enumerate(LAYERS)]
-    while True:
-        with db.write() as session:
-            claim = jobs.claim_run(session, "test:1", lease_seconds=60)
-        if claim is None:
-            return
-        lease = claim.lease
-        with db.write() as session:
-            jobs.start_training(
-                session,
-                lease,
-                start_epoch=0,
-                device="cpu",
-                tensors=tensors,
-                initial_variances=[0.1] * len(tensors),
-            )
-        count = (epochs or {}).get(lease.run_id, claim.spec.epochs)
-        for e in range(1, count + 1):
-            record = random_epoch(rng, e, tensors, len(claim.spec.tolerances))
-            with db.write() as session:
-                jobs.record_epoch(session, lease, record, lease_seconds=60)
-        with db.write() as session:
-            jobs.finish_run(session, lease, RunStatus.succeeded)
 
 
 def stored(db) -> tuple[int, int]:
@@ -180,7 +150,7 @@ def test_a_base_field_the_grid_overrides_is_still_validated(client, db):
     body["grid"]["dataset"] = ["synthetic", "cifar10"]
     errors = client.post("/sweeps", json=body).json()["detail"]
     assert [(e["loc"], e["type"]) for e in errors] == [
-        (["body", "base", "test_size"], "less_than_equal")
+        (["body", "base", "test_size"], "dataset_size")
     ]
 
 
@@ -503,3 +473,54 @@ def test_a_sweep_runs_end_to_end_on_two_real_workers(processes, tiny_spec):
     assert all(g["epochs"] == [1, 2, 3] and g["ci_low"] is not None for g in view["groups"])
     png = processes.api("GET", f"/sweeps/{sweep['id']}/summary", params={"format": "png"})
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+
+
+# --- the document ---
+
+
+def test_the_document_states_the_sweeps_contract(client):
+    """base: RunSpec's fields, each optional with its own schema; grid: each field's distinct
+    values of that schema; by: spec field names; the links; the 422's error types."""
+    doc = client.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    spec = schemas["RunSpec"]["properties"]
+    post = doc["paths"]["/sweeps"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body["additionalProperties"] is False and body["required"] == ["grid"]
+    base = schemas["SweepBase"]
+    assert base["properties"] == spec and "required" not in base
+    assert base["additionalProperties"] is False and "if" not in base  # the grid may vary dataset
+    grid = schemas["SweepGrid"]
+    assert grid["additionalProperties"] is False and grid.get("required") is None
+    assert set(grid["properties"]) == set(spec) - {"name"}
+    for field, rule in grid["properties"].items():
+        assert rule["type"] == "array" and rule["minItems"] == 1 and rule["uniqueItems"], field
+        own = {k: v for k, v in spec[field].items() if k not in ("title", "default")}
+        assert rule["items"] == own, field
+    by = next(p for p in doc["paths"]["/sweeps/{sweep_id}/metrics"]["get"]["parameters"]
+              if p["name"] == "by")  # fmt: skip
+    listed = by["schema"]["anyOf"][0]
+    assert listed["type"] == "array" and by["schema"]["uniqueItems"]
+    assert listed["items"]["enum"] == [*spec, ""]
+    # Links: a sweep to every operation on it, a run to its sweep.
+    on_sweep = {
+        op["operationId"]
+        for path, ops in doc["paths"].items()
+        if path.startswith("/sweeps/{sweep_id}")
+        for op in ops.values()
+    }
+    for links in (
+        post["responses"]["201"]["links"],
+        doc["paths"]["/sweeps/{sweep_id}"]["get"]["responses"]["200"]["links"],
+    ):
+        assert set(links) == on_sweep | {"get_run"} and len(on_sweep) == 11
+        assert links["get_sweep_metrics"]["parameters"]["path.sweep_id"] == "$response.body#/id"
+    to_sweep = doc["paths"]["/runs/{run_id}"]["get"]["responses"]["200"]["links"]
+    assert to_sweep["get_sweep"]["parameters"] == {"path.sweep_id": "$response.body#/sweep_id"}
+    # The rules across fields: 422s with their own error types.
+    for path in ("/runs", "/sweeps"):
+        refused = doc["paths"][path]["post"]["responses"]["422"]
+        assert "resource_limit" in refused["description"]
+        assert refused["content"]["application/json"]["schema"]["$ref"].endswith("RefusedSpec")
+    assert schemas["ResourceLimitError"]["properties"]["type"] == {"const": "resource_limit"}
+    assert schemas["DatasetSizeError"]["properties"]["type"] == {"const": "dataset_size"}

@@ -139,7 +139,7 @@ def _duplicates(field: str, values: list[Any]) -> list[dict[str, Any]]:
 def _too_many(counts: dict[str, int], settings: Settings) -> dict[str, Any]:
     count = math.prod(counts.values())
     return {
-        "type": "resource_limit",
+        "type": limits.RESOURCE_LIMIT,
         "loc": ["body", "grid"],
         "msg": f"the grid makes {count:,} runs; the limit is {settings.max_sweep_runs:,} "
         "(DECAYLAB_MAX_SWEEP_RUNS)",
