@@ -73,7 +73,7 @@ def schemathesis(
         "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
     }
     return subprocess.run(
-        command, capture_output=True, text=True, timeout=300, check=False, cwd=out, env=env
+        command, capture_output=True, text=True, timeout=900, check=False, cwd=out, env=env
     )
 
 

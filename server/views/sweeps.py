@@ -1,11 +1,12 @@
 """Sweeps: a grid of runs as one experiment, with replicates and honest statistics.
 
-- **Expansion.** ``base`` (a run spec, any fields) over the cartesian product of ``grid`` (a spec
+- **Expansion.** ``base`` (a partial run spec) over the cartesian product of ``grid`` (a spec
   field → its values, the last field varying fastest) gives the members, each an ordinary run
-  with the sweep's id. Every member is validated as ``POST /runs`` validates a spec (RunSpec and
-  the resource limits) before anything is stored; errors are located in the body:
-  ``["body", "grid", field, i]`` for the i-th value of a grid field, ``["body", "base", ...]``
-  otherwise.
+  with the sweep's id. ``admit`` validates the whole body before anything is stored and refuses
+  it with one 422 naming every error: the schema's (SweepIn), repeated grid values, the member
+  count, and each member as ``POST /runs`` validates a spec (RunSpec and the limits). Errors are
+  located in the body, positions 0-based: ``["body", "grid", field, i]`` for the i-th value of
+  a grid field, ``["body", "base", ...]`` otherwise.
 - **Groups.** Members that differ only in fields outside ``by`` are replicates of one condition;
   ``by`` defaults to every grid field except ``seed``. A group's statistics cover its members
   that have stored epochs, over the epochs all of them have (1..the fewest).
