@@ -23,6 +23,7 @@ from decaylab.client import (
     Scope,
     Sweep,
     Unauthorized,
+    format_error,
 )
 from decaylab.views import FINISHED, STATUSES, VIEWS
 
@@ -46,10 +47,16 @@ class CommandFailed(click.ClickException):
     """A client error as a message on stderr and the exit code that says what kind it was."""
 
     def __init__(self, error: DecaylabError) -> None:
-        message = str(error)
-        if isinstance(error, Unauthorized):
-            message = f"{message} (set DECAYLAB_API_TOKEN or pass --token)"
-        super().__init__(message)
+        detail = getattr(error, "detail", None)
+        if isinstance(error, ApiError) and isinstance(detail, list) and len(detail) > 1:
+            # Every error of a refusal, one a line, positions 0-based as the API's loc.
+            lines = [f"HTTP {error.status_code}: {len(detail)} errors"]
+            super().__init__("\n  ".join(lines + [format_error(e) for e in detail]))
+        else:
+            message = str(error)
+            if isinstance(error, Unauthorized):
+                message = f"{message} (set DECAYLAB_API_TOKEN or pass --token)"
+            super().__init__(message)
         if isinstance(error, NotFound):
             self.exit_code = EXIT_NOT_FOUND
         elif isinstance(error, ApiError):
@@ -567,8 +574,9 @@ class GridType(click.ParamType):
         for part in values.split(separator):
             try:
                 parsed.append(spec_field.type.convert(part.strip(), param, ctx))
-            except click.BadParameter as error:
-                self.fail(f"{field_name}: {error.message}", param)
+            except click.BadParameter:
+                # Sent as typed: the API's one answer names it beside every other error.
+                parsed.append(part.strip())
         return field_name, parsed
 
 

@@ -103,17 +103,23 @@ _ERRORS: dict[int, type[ApiError]] = {
 }
 
 
+def format_error(error: Any) -> str:
+    """One error of a 422 (``body.grid.seed.1 = 0: repeats seed[0]…``): where, as the API's
+    0-based ``loc``, the value when it is one, and what is wrong."""
+    if not isinstance(error, Mapping):
+        return str(error)
+    loc = ".".join(str(part) for part in error.get("loc", ()))
+    message = str(error.get("msg", error)).removeprefix("Value error, ")
+    value = error.get("input")
+    if isinstance(value, str | int | float | bool):
+        loc += f" = {json.dumps(value)}"
+    return f"{loc}: {message}" if loc else message
+
+
 def format_detail(detail: Any) -> str:
     """The API's ``detail`` as one line; a 422's list names each field (``body.momentum: …``)."""
     if isinstance(detail, list):
-        parts = []
-        for error in detail:
-            if isinstance(error, Mapping):
-                loc = ".".join(str(part) for part in error.get("loc", ()))
-                parts.append(f"{loc}: {error.get('msg', error)}" if loc else str(error))
-            else:
-                parts.append(str(error))
-        return "; ".join(parts)
+        return "; ".join(format_error(error) for error in detail)
     return str(detail)
 
 

@@ -268,6 +268,37 @@ def random_mechanism(
     )
 
 
+LAYERS = (96, 32, 48, 10)
+
+
+def train_all(db: Database, rng: random.Random, epochs: dict[int, int] | None = None) -> None:
+    """A pretend worker: claims every queued run and stores random epochs for it (``epochs``
+    per run id, default its spec's), leaving it succeeded."""
+    tensors = [records.TensorInfo(i, f"layers.{i}.weight", n) for i, n in enumerate(LAYERS)]
+    while True:
+        with db.write() as session:
+            claim = jobs.claim_run(session, "test:1", lease_seconds=60)
+        if claim is None:
+            return
+        lease = claim.lease
+        with db.write() as session:
+            jobs.start_training(
+                session,
+                lease,
+                start_epoch=0,
+                device="cpu",
+                tensors=tensors,
+                initial_variances=[0.1] * len(tensors),
+            )
+        count = (epochs or {}).get(lease.run_id, claim.spec.epochs)
+        for e in range(1, count + 1):
+            record = random_epoch(rng, e, tensors, len(claim.spec.tolerances))
+            with db.write() as session:
+                jobs.record_epoch(session, lease, record, lease_seconds=60)
+        with db.write() as session:
+            jobs.finish_run(session, lease, RunStatus.succeeded)
+
+
 @pytest.fixture
 def play(db: Database) -> Callable[..., Played]:
     """Submit a run and let a pretend worker store ``epochs`` epochs of random results;
@@ -325,39 +356,6 @@ def play(db: Database) -> Callable[..., Played]:
         return Played(run_id, claim.lease, tensors, initial, results)
 
     return run
-
-
-def train_all(
-    db: Database,
-    rng: random.Random,
-    epochs: dict[int, int] | None = None,
-    layers: tuple[int, ...] = (96, 32, 48, 10),
-) -> None:
-    """A pretend worker: claims every queued run and stores random epochs for it (``epochs``
-    per run id, default its spec's), leaving it succeeded."""
-    tensors = [records.TensorInfo(i, f"layers.{i}.weight", n) for i, n in enumerate(layers)]
-    while True:
-        with db.write() as session:
-            claim = jobs.claim_run(session, "test:1", lease_seconds=60)
-        if claim is None:
-            return
-        lease = claim.lease
-        with db.write() as session:
-            jobs.start_training(
-                session,
-                lease,
-                start_epoch=0,
-                device="cpu",
-                tensors=tensors,
-                initial_variances=[0.1] * len(tensors),
-            )
-        count = (epochs or {}).get(lease.run_id, claim.spec.epochs)
-        for e in range(1, count + 1):
-            record = random_epoch(rng, e, tensors, len(claim.spec.tolerances))
-            with db.write() as session:
-                jobs.record_epoch(session, lease, record, lease_seconds=60)
-        with db.write() as session:
-            jobs.finish_run(session, lease, RunStatus.succeeded)
 
 
 def submit(db: Database, spec: dict[str, Any] | RunSpec) -> int:

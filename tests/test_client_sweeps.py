@@ -125,6 +125,21 @@ def test_a_refused_sweep_names_the_value_and_stores_nothing(processes):
         "sweep", "submit", "--grid", "epochs=1,0", "--dataset", "synthetic", url=processes.url
     )
     assert result.returncode == 3 and "body.grid.epochs.1" in result.stderr
+    # Every error in one answer, one a line, 0-based as the API's loc (issue 20, item 5): a
+    # value the CLI cannot read is the API's to name, beside the others.
+    result = decaylab_cli(
+        "sweep", "submit", "--dataset", "synthetic", "--grid", "weight_decay=0,-1,abc",
+        "--grid", "seed=0,0", "--grid", "hidden_sizes=8;99999", url=processes.url,
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    lines = result.stderr.splitlines()
+    assert "HTTP 422: 4 errors" in lines[0], result.stderr
+    assert set(lines[1:]) >= {
+        "  body.grid.weight_decay.1 = -1.0: Input should be greater than or equal to 0",
+        '  body.grid.weight_decay.2 = "abc": Input should be a valid number',
+        "  body.grid.seed.1 = 0: repeats seed[0]: a grid's values are distinct",
+        "  body.grid.hidden_sizes.1.0 = 99999: Input should be less than or equal to 8192",
+    }, result.stderr
     assert client.sweeps() == [] and client.runs().empty
     sweep = client.submit_sweep({"dataset": "synthetic", "epochs": 1}, {"seed": [0, 1]}, name="q")
     assert sweep.status == "queued" and len(sweep.runs) == 2

@@ -7,18 +7,22 @@ the OpenAPI document, PNG views included. Runs are derandomized, so CI sees the 
 time; the number tried is printed at the end of the module (see docs/hardening.md).
 """
 
+import itertools
 import json
+import math
+import random
 from collections import Counter
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+from conftest import train_all
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
-from server.core.schemas import RunSpec
+from server.core.schemas import SEED_MAX, SEED_MIN, RunSpec
 from server.store.db import Database
 from server.store.models import Run, Sweep
 
@@ -199,6 +203,8 @@ def test_fuzz_cancel_and_delete(lenient, db, seeded, method, run_id):
     check(f"{method} (cancel, delete)", lenient.request(method, path))
 
 
+# Without it, a body is no JSON to the API (422 whatever it holds).
+JSON = {"content-type": "application/json"}
 SWEEP_FIELDS = ["name", "base", "grid", "priority", "seeds", ""]
 sweep_bodies = st.one_of(
     st.just({"base": VALID, "grid": {"seed": [0, 1]}}),
@@ -222,7 +228,7 @@ def sweeps_stored(db: Database) -> int:
 @given(body=sweep_bodies)
 def test_fuzz_post_sweeps_is_all_or_nothing(lenient, db, body):
     before = stored(db), sweeps_stored(db)
-    response = lenient.post("/sweeps", content=json.dumps(body).encode())
+    response = lenient.post("/sweeps", content=json.dumps(body).encode(), headers=JSON)
     check("POST /sweeps", response)
     if response.status_code == 201:
         runs = len(response.json()["runs"])
@@ -230,6 +236,84 @@ def test_fuzz_post_sweeps_is_all_or_nothing(lenient, db, body):
     else:
         assert response.status_code in (400, 413, 422), response.text
         assert (stored(db), sweeps_stored(db)) == before
+
+
+# Valid sweeps, small enough for a pretend worker: each spec field's values of its schema.
+names = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=30)
+TINY_BASE = VALID | {"test_size": 32, "epochs": 1, "tolerances": [0, 0.01]}
+fractions = st.floats(min_value=0, max_value=0.1, allow_nan=False)
+GRID_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "weight_decay": fractions,
+    "learning_rate": st.floats(min_value=1e-4, max_value=0.5),
+    "momentum": st.floats(min_value=0, max_value=0.99),
+    "epochs": st.integers(min_value=1, max_value=3),
+    "batch_size": st.integers(min_value=1, max_value=64),
+    "seed": st.integers(min_value=SEED_MIN, max_value=SEED_MAX),
+    "hidden_sizes": st.lists(st.integers(min_value=1, max_value=16), min_size=1, max_size=3),
+    "tolerances": st.lists(fractions, min_size=1, max_size=3, unique=True),
+    "optimizer": st.sampled_from(["sgd", "adam", "adamw"]),
+    "dataset": st.just("synthetic"),
+    "train_size": st.integers(min_value=1, max_value=64),
+    "test_size": st.one_of(st.none(), st.integers(min_value=1, max_value=32)),
+    "basis": st.sampled_from(["previous", "next"]),
+    "include_biases": st.booleans(),
+    "keep_snapshots": st.booleans(),
+}
+
+
+@st.composite
+def valid_sweeps(draw: st.DrawFn) -> dict[str, Any]:
+    """A sweep the API must take: 1..3 grid fields of 1..2 distinct values (at most 4 members
+    together), over a tiny synthetic base that may state fields the grid overrides."""
+    fields = draw(st.lists(st.sampled_from(list(GRID_VALUES)), min_size=1, max_size=3, unique=True))
+    grid: dict[str, list[Any]] = {}
+    for field in fields:
+        most = 2 if math.prod(len(v) for v in grid.values()) <= 2 else 1
+        grid[field] = draw(
+            st.lists(GRID_VALUES[field], min_size=1, max_size=most, unique_by=json.dumps)
+        )
+    base = dict(TINY_BASE)
+    overridden = draw(st.sampled_from(fields))
+    base[overridden] = draw(GRID_VALUES[overridden])
+    return {"name": draw(st.one_of(st.none(), names)), "base": base, "grid": grid}
+
+
+SWEEP_VIEWS = ("constancy", "metrics", "summary")
+
+
+@settings(FUZZ, max_examples=40)
+@given(body=valid_sweeps())
+def test_fuzz_valid_sweeps_are_stored_whole_and_answer_every_view(lenient, db, body):
+    """The success path of POST /sweeps: every member stored as the grid over the base says,
+    and once they have epochs, every view of the sweep answers."""
+    before = stored(db), sweeps_stored(db)
+    response = lenient.post("/sweeps", content=json.dumps(body).encode(), headers=JSON)
+    check("POST /sweeps (valid)", response)
+    assert response.status_code == 201, (body, response.text)
+    sweep = response.json()
+    grid = body["grid"]
+    combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    assert (stored(db), sweeps_stored(db)) == (before[0] + len(combos), before[1] + 1)
+    assert list(sweep["grid"]) == list(grid) and sweep["base"]["dataset"] == "synthetic"
+    for run, combo in zip(sweep["runs"], combos, strict=True):
+        expected = RunSpec.model_validate(body["base"] | combo).model_dump(exclude={"name"})
+        assert RunSpec.model_validate(run["spec"]).model_dump(exclude={"name"}) == expected
+    train_all(db, random.Random(len(combos)))
+    path = f"/sweeps/{sweep['id']}"
+    read = lenient.get(path)
+    check("GET /sweeps/{id} (valid)", read)
+    assert read.status_code == 200 and read.json()["status"] == "succeeded"
+    # The views at a tolerance need one every member has (else a 404 that says so).
+    shared = set.intersection(*(set(r["spec"]["tolerances"]) for r in sweep["runs"]))
+    groups = lenient.get(f"{path}/metrics", params={"by": "name"}).json()["groups"]
+    difference = {"a": 0, "b": len(groups) - 1, "tol": min(shared or {0}), "by": "name"}
+    for view, params in [*((v, {}) for v in SWEEP_VIEWS), ("difference", difference)]:
+        answer = lenient.get(f"{path}/{view}", params=params)
+        check(f"GET /sweeps/{{id}}/{view} (valid)", answer)
+        if shared or view == "metrics":
+            assert answer.status_code == 200, answer.text
+        else:
+            assert answer.status_code == 404 and "tol" in answer.json()["detail"]
 
 
 @FUZZ

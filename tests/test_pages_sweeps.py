@@ -124,21 +124,31 @@ def test_the_form_stores_a_good_sweep_and_refuses_a_bad_one_beside_its_field(cli
     # A grid value RunSpec refuses: beside its grid row, nothing stored.
     bad = client.post("/ui/sweeps/new", data=sweep_form(grid0="weight_decay=0, -1"))
     assert bad.status_code == 422
-    assert 'id="error-grid-0"' in bad.text and "value 2 (-1)" in bad.text
+    assert 'id="error-grid-0"' in bad.text and "weight_decay[1] = -1: " in bad.text
     assert 'value="0, -1"' in bad.text  # the texts are shown again
     # A base field's error beside the base field; a grid row's own parse error beside the row.
     bad = client.post("/ui/sweeps/new", data=sweep_form(epochs="0"))
     assert 'id="error-epochs"' in bad.text and "greater than or equal to 1" in bad.text
     bad = client.post("/ui/sweeps/new", data=sweep_form(epochs="x", grid1="seed=0, x"))
     assert 'id="error-epochs"' in bad.text and 'id="error-grid-1"' in bad.text
-    assert "value 2: &#39;x&#39; is not a whole number" in bad.text
+    assert "seed[1] = x: &#39;x&#39; is not a whole number" in bad.text
+    # Every error at once, one numbering (0-based, as the API's loc): the form's own and the
+    # API's, repeats and bounds (issue 20, item 5).
+    bad = client.post(
+        "/ui/sweeps/new",
+        data=sweep_form(grid0="weight_decay=0, -1, abc", grid1="seed=0, 0", epochs="0"),
+    )
+    assert "weight_decay[1] = -1: Input should be greater than or equal to 0" in bad.text
+    assert "weight_decay[2] = abc: &#39;abc&#39; is not a number" in bad.text
+    assert "seed[1] = 0: repeats seed[0]" in bad.text
+    assert 'id="error-epochs"' in bad.text
     # Too many members: the grid as a whole.
     bad = client.post(
         "/ui/sweeps/new", data=sweep_form(grid1="seed=" + ",".join(map(str, range(200))))
     )
     assert 'id="error-grid"' in bad.text and "DECAYLAB_MAX_SWEEP_RUNS" in bad.text
     bad = client.post("/ui/sweeps/new", data=sweep_form(grid1="weight_decay=1"))
-    assert "already varied in row 1" in bad.text
+    assert "already varied in another row" in bad.text
     assert stored(db) == (0, 0)
 
     good = client.post(

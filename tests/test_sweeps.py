@@ -19,7 +19,6 @@ from server.store import crud, jobs
 from server.store.models import Run, Sweep
 
 BASE = {"dataset": "synthetic", "hidden_sizes": [8], "epochs": 4, "tolerances": [0, 0.01, 0.1]}
-LAYERS = (96, 32, 48, 10)
 
 
 def post_sweep(client, grid: dict[str, list[Any]], **more: Any) -> dict[str, Any]:
@@ -74,10 +73,15 @@ REFUSALS = [
     ({"weight_decay": [0, "x"]}, {}, ["body", "grid", "weight_decay", 1], "number"),
     ({"wd": [0, 1]}, {}, ["body", "grid", "wd"], "not a run spec field"),
     ({"name": ["a", "b"]}, {}, ["body", "grid", "name"], "not a run spec field"),
-    ({"seed": []}, {}, ["body", "grid", "seed"], "at least one"),
-    ({"seed": [0, 1, 0]}, {}, ["body", "grid", "seed", 2], "repeats"),
+    ({"seed": []}, {}, ["body", "grid", "seed"], "at least 1"),
+    ({"seed": [0, 1, 0]}, {}, ["body", "grid", "seed", 2], "repeats seed[0]"),
+    # JSON's equality: 0.001 and 1e-3 are one number, 1 and 1.0 too.
+    ({"weight_decay": [0.001, 1e-3]}, {}, ["body", "grid", "weight_decay", 1], "repeats"),
+    ({"epochs": [1, 1.0]}, {}, ["body", "grid", "epochs", 1], "repeats epochs[0]"),
+    ({"seed": None}, {}, ["body", "grid", "seed"], "list"),
+    ({}, {}, ["body", "grid"], "at least one field"),
     ({"seed": [0, 1]}, {"epochs": 0}, ["body", "base", "epochs"], "greater"),
-    ({"seed": [0, 1]}, {"colour": "red"}, ["body", "base", "colour"], "Extra"),
+    ({"seed": [0, 1]}, {"colour": "red"}, ["body", "base", "colour"], "not a run spec field"),
     ({"seed": list(range(5))}, {}, ["body", "grid"], "DECAYLAB_MAX_SWEEP_RUNS"),
     # Only the largest model is too big: the limit names that value of the grid.
     ({"hidden_sizes": [[8], [8192] * 8]}, {}, ["body", "grid", "hidden_sizes", 1], "MAX_"),
@@ -105,6 +109,56 @@ def test_an_invalid_member_refuses_the_whole_sweep_and_stores_nothing(
         assert any(e["loc"] == loc and word in e["msg"] for e in errors), errors
         assert stored(db) == (0, 0)
         assert client.get("/sweeps").json()["total"] == 0
+
+
+def test_every_error_of_a_sweep_in_one_answer_with_0_based_positions(client, db):
+    """Types, bounds, repeats and a member's resource limit, all in one 422 (issue 20, item 5)."""
+    body = {
+        "base": BASE | {"momentum": 2, "colour": "red"},
+        "grid": {
+            "weight_decay": [0, -1, "abc"],
+            "seed": [0, 0],
+            "hidden_sizes": [[8], [99999], [8192] * 8],
+        },
+    }
+    response = client.post("/sweeps", json=body)
+    assert response.status_code == 422, response.text
+    found = {(tuple(e["loc"]), e["type"]) for e in response.json()["detail"]}
+    assert found == {
+        (("body", "base", "momentum"), "less_than"),
+        (("body", "base", "colour"), "extra_forbidden"),
+        (("body", "grid", "weight_decay", 1), "greater_than_equal"),
+        (("body", "grid", "weight_decay", 2), "float_type"),
+        (("body", "grid", "seed", 1), "value_error"),
+        (("body", "grid", "hidden_sizes", 1, 0), "less_than_equal"),
+        # Checked on the members made of the values that passed the rest.
+        (("body", "grid", "hidden_sizes", 2), "resource_limit"),
+    }
+    assert stored(db) == (0, 0)
+
+
+def test_a_base_field_the_grid_overrides_is_still_validated(client, db):
+    body = {"base": BASE | {"seed": -(2**64)}, "grid": {"seed": [0, 1]}}
+    errors = client.post("/sweeps", json=body).json()["detail"]
+    assert [e["loc"] for e in errors] == [["body", "base", "seed"]]
+    # A rule across fields is the members': CIFAR-10's sizes do not bind a synthetic member.
+    body = {
+        "base": BASE | {"dataset": "cifar10", "test_size": 10001},
+        "grid": {"dataset": ["synthetic"]},
+    }
+    assert client.post("/sweeps", json=body).status_code == 201
+    body["grid"]["dataset"] = ["synthetic", "cifar10"]
+    errors = client.post("/sweeps", json=body).json()["detail"]
+    assert [(e["loc"], e["type"]) for e in errors] == [
+        (["body", "base", "test_size"], "dataset_size")
+    ]
+
+
+def test_the_grid_keeps_its_order_and_the_base_what_it_stated(client):
+    sweep = post_sweep(client, {"seed": [1, 0], "epochs": [2, 1.0], "weight_decay": [0.1, 0]})
+    assert list(sweep["grid"]) == ["seed", "epochs", "weight_decay"]
+    assert sweep["grid"]["epochs"] == [2, 1] and sweep["base"] == BASE
+    assert [r["spec"]["seed"] for r in sweep["runs"]][:5] == [1, 1, 1, 1, 0]
 
 
 def test_a_base_error_is_reported_once_not_per_member(client, db):
@@ -188,7 +242,9 @@ def test_every_tolerance_by_other_fields_and_single_runs_without_interval(client
     one = client.get(f"/sweeps/{sweep_id}/constancy", params={"tol": 0, "by": ""}).json()
     assert len(one["groups"]) == 1 and one["groups"][0]["n"] == 9
     bad = client.get(f"/sweeps/{sweep_id}/constancy", params={"by": "colour"})
-    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "by"]
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "by", 0]
+    twice = client.get(f"/sweeps/{sweep_id}/constancy", params={"by": ["seed", "seed"]})
+    assert twice.status_code == 422 and "distinct" in twice.json()["detail"][0]["msg"]
     assert client.get(f"/sweeps/{sweep_id}/constancy", params={"tol": 0.5}).status_code == 404
     assert client.get(f"/sweeps/{sweep_id}/constancy", params={"scope": 9}).status_code == 404
     assert client.get("/sweeps/999/constancy").status_code == 404
@@ -417,3 +473,54 @@ def test_a_sweep_runs_end_to_end_on_two_real_workers(processes, tiny_spec):
     assert all(g["epochs"] == [1, 2, 3] and g["ci_low"] is not None for g in view["groups"])
     png = processes.api("GET", f"/sweeps/{sweep['id']}/summary", params={"format": "png"})
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+
+
+# --- the document ---
+
+
+def test_the_document_states_the_sweeps_contract(client):
+    """base: RunSpec's fields, each optional with its own schema; grid: each field's distinct
+    values of that schema; by: spec field names; the links; the 422's error types."""
+    doc = client.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    spec = schemas["RunSpec"]["properties"]
+    post = doc["paths"]["/sweeps"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body["additionalProperties"] is False and body["required"] == ["grid"]
+    base = schemas["SweepBase"]
+    assert base["properties"] == spec and "required" not in base
+    assert base["additionalProperties"] is False and "if" not in base  # the grid may vary dataset
+    grid = schemas["SweepGrid"]
+    assert grid["additionalProperties"] is False and grid.get("required") is None
+    assert set(grid["properties"]) == set(spec) - {"name"}
+    for field, rule in grid["properties"].items():
+        assert rule["type"] == "array" and rule["minItems"] == 1 and rule["uniqueItems"], field
+        own = {k: v for k, v in spec[field].items() if k not in ("title", "default")}
+        assert rule["items"] == own, field
+    by = next(p for p in doc["paths"]["/sweeps/{sweep_id}/metrics"]["get"]["parameters"]
+              if p["name"] == "by")  # fmt: skip
+    listed = by["schema"]["anyOf"][0]
+    assert listed["type"] == "array" and by["schema"]["uniqueItems"]
+    assert listed["items"]["enum"] == [*spec, ""]
+    # Links: a sweep to every operation on it, a run to its sweep.
+    on_sweep = {
+        op["operationId"]
+        for path, ops in doc["paths"].items()
+        if path.startswith("/sweeps/{sweep_id}")
+        for op in ops.values()
+    }
+    for links in (
+        post["responses"]["201"]["links"],
+        doc["paths"]["/sweeps/{sweep_id}"]["get"]["responses"]["200"]["links"],
+    ):
+        assert set(links) == on_sweep | {"get_run"} and len(on_sweep) == 11
+        assert links["get_sweep_metrics"]["parameters"]["path.sweep_id"] == "$response.body#/id"
+    to_sweep = doc["paths"]["/runs/{run_id}"]["get"]["responses"]["200"]["links"]
+    assert to_sweep["get_sweep"]["parameters"] == {"path.sweep_id": "$response.body#/sweep_id"}
+    # The rules across fields: 422s with their own error types.
+    for path in ("/runs", "/sweeps"):
+        refused = doc["paths"][path]["post"]["responses"]["422"]
+        assert "resource_limit" in refused["description"]
+        assert refused["content"]["application/json"]["schema"]["$ref"].endswith("RefusedSpec")
+    assert schemas["ResourceLimitError"]["properties"]["type"] == {"const": "resource_limit"}
+    assert schemas["DatasetSizeError"]["properties"]["type"] == {"const": "dataset_size"}

@@ -32,7 +32,8 @@ def test_a_sweep_from_the_form_followed_live_to_its_end(processes, page):  # noq
     error = tab.locator('.grid-row[data-row="0"] .error')
     error.wait_for()
     assert (
-        "value 2 (-0.001)" in error.inner_text() and "greater than or equal" in error.inner_text()
+        "weight_decay[1] = -0.001: " in error.inner_text()
+        and "greater than or equal" in error.inner_text()
     )
     assert tab.locator(".invalid").count() == 1
     assert processes.api("GET", "/sweeps").json()["total"] == 0

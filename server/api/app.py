@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from server import __doc__ as package_doc
-from server.api import pages
+from server.api import contract, pages
 from server.api.etag import ETagMiddleware
 from server.api.events import Broadcaster
 from server.api.middleware import OPEN_PATHS, BearerAuth, BodyLimit, SameOriginWrites
@@ -131,11 +131,14 @@ def _integer_bounds(node: Any) -> None:
 
 def _contract(schema: dict[str, Any], token: bool) -> dict[str, Any]:
     """What the routes' declarations cannot say, for every operation (so new routes get it):
-    integer bounds as integers, binary bodies (PNG, .npz) typed as binary, every error answer
-    as JSON (a route answering HTML still errs in JSON), the body errors, and with a token set
-    the bearer scheme and its 401 on all but /health."""
+    integer bounds as integers, binary bodies (PNG, .npz) typed as binary, the links and the
+    422 error types (server/api/contract.py), every error answer as JSON (a route answering
+    HTML still errs in JSON), the body errors, and with a token set the bearer scheme and its
+    401 on all but /health."""
     _integer_bounds(schema)
     add_png_twins(schema)
+    contract.add_links(schema)
+    contract.add_error_types(schema)
     if token:
         schema.setdefault("components", {})["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer"}

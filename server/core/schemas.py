@@ -4,7 +4,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 
 from server.core.experiment import DATASET_SIZES
 
@@ -17,6 +29,25 @@ def _integral(value: object) -> object:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def _no_nul(value: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL; refuse it on every database alike.
+    if value is not None and "\x00" in value:
+        raise ValueError("name must not contain NUL characters")
+    return value
+
+
+def _distinct_ascending(value: list[float]) -> list[float]:
+    if len(set(value)) != len(value):
+        raise ValueError("tolerances must be distinct")
+    return sorted(value)
+
+
+# The rules each field carries in its type (not as the model's validators), so that a sweep's
+# grid, whose items have the field's type, checks its values alike.
+Integral = BeforeValidator(_integral)
+NoNul = AfterValidator(_no_nul)
 
 
 # torch.manual_seed's range: a larger seed would be stored, then fail in the worker. The upper
@@ -51,6 +82,14 @@ EXAMPLE_SPEC = {
 }
 
 
+# What Swagger offers as the sweep to try: two weight decays times two seeds of that run.
+EXAMPLE_SWEEP = {
+    "name": "decay vs seed",
+    "base": {k: v for k, v in EXAMPLE_SPEC.items() if k not in ("name", "weight_decay")},
+    "grid": {"weight_decay": [0, 0.001], "seed": [0, 1]},
+}
+
+
 class RunStatus(StrEnum):
     queued = "queued"
     running = "running"
@@ -73,7 +112,8 @@ class RunSpec(BaseModel):
 
     name: Annotated[
         str | None,
-        Field(max_length=200, description="A label for the run (no NUL characters)."),
+        Field(max_length=200, description="A label for the run: at most 200 characters, no NUL."),
+        NoNul,
     ] = None
     weight_decay: Annotated[
         float,
@@ -84,7 +124,9 @@ class RunSpec(BaseModel):
         ),
     ] = 0.0
     epochs: Annotated[
-        int, Field(ge=1, le=1000, description="Epochs to train (the original experiment: 50).")
+        int,
+        Field(ge=1, le=1000, description="Epochs to train (the original experiment: 50)."),
+        Integral,
     ] = 50
     tolerances: Annotated[
         list[Annotated[FiniteFloat, Field(ge=0)]],
@@ -95,6 +137,7 @@ class RunSpec(BaseModel):
             description="Tolerances to count constant weights at, stored ascending. A weight "
             "is constant at tol when |w_e - w_(e-1)| <= tol * |w_ref| (w_ref: see basis).",
         ),
+        AfterValidator(_distinct_ascending),
     ] = [0.0, 0.001, 0.01, 0.1]
     learning_rate: Annotated[
         float, Field(gt=0, description="The optimizer's learning rate (the original: 0.01).")
@@ -104,10 +147,12 @@ class RunSpec(BaseModel):
         Field(ge=0, lt=1, description="SGD's momentum, Adam's beta1 (the original: 0.9)."),
     ] = 0.9
     batch_size: Annotated[
-        int, Field(ge=1, le=8192, description="Samples per training batch (the original: 64).")
+        int,
+        Field(ge=1, le=8192, description="Samples per training batch (the original: 64)."),
+        Integral,
     ] = 64
     hidden_sizes: Annotated[
-        list[Annotated[int, Field(ge=1, le=8192)]],
+        list[Annotated[int, Field(ge=1, le=8192), Integral]],
         Field(
             min_length=1,
             max_length=8,
@@ -132,6 +177,7 @@ class RunSpec(BaseModel):
             description="Train on the first N samples (empty: all, 50,000 for CIFAR-10 and "
             "for synthetic).",
         ),
+        Integral,
     ] = None
     test_size: Annotated[
         Annotated[int, Field(ge=1)] | None,
@@ -139,6 +185,7 @@ class RunSpec(BaseModel):
             description="Test on the first N samples (empty: all, 10,000 for CIFAR-10 and for "
             "synthetic)."
         ),
+        Integral,
     ] = None
     seed: Annotated[
         int,
@@ -147,6 +194,7 @@ class RunSpec(BaseModel):
             lt=SEED_LIMIT,
             description="Seeds the model's initialisation and the shuffling (torch's range).",
         ),
+        Integral,
     ] = 0
     basis: Annotated[
         Literal["previous", "next"],
@@ -166,8 +214,8 @@ class RunSpec(BaseModel):
         Literal["float32", "float64"],
         Field(
             description="The precision of the weights, the optimizer state and the computation: "
-            "float32 (the original experiment's) or float64 (whose ulp is 2^29 times finer: an update float32 "
-            "rounds away moves a float64 weight). Constancy is judged in this dtype."
+            "float32 (the original experiment's) or float64 (whose ulp is 2^29 times finer: an "
+            "update float32 rounds away moves a float64 weight). Constancy is judged in this dtype."
         ),
     ] = "float32"
     causes: Annotated[
@@ -182,9 +230,9 @@ class RunSpec(BaseModel):
     autocast: Annotated[
         Literal["bfloat16"] | None,
         Field(
-            description="null (the original experiment's: none) or bfloat16: float32 master weights and "
-            "optimizer, the forward pass's matmuls in bfloat16 (torch.autocast), as most GPU "
-            "training runs today. Needs dtype float32."
+            description="null (the original experiment's: none) or bfloat16: float32 master "
+            "weights and optimizer, the forward pass's matmuls in bfloat16 (torch.autocast), as "
+            "most GPU training runs today. Needs dtype float32."
         ),
     ] = None
 
@@ -192,32 +240,6 @@ class RunSpec(BaseModel):
     def precision(self) -> str:
         """What a run trained in, as people read it: float32, float64, float32 + bfloat16."""
         return self.dtype if self.autocast is None else f"{self.dtype} + {self.autocast} autocast"
-
-    @field_validator("epochs", "batch_size", "train_size", "test_size", "seed", mode="before")
-    @classmethod
-    def _integer(cls, value: object) -> object:
-        """An integer as JSON Schema means it: 64 or 64.0, never true or "64"."""
-        return _integral(value)
-
-    @field_validator("hidden_sizes", mode="before")
-    @classmethod
-    def _integers(cls, value: object) -> object:
-        return [_integral(v) for v in value] if isinstance(value, list) else value
-
-    @field_validator("name")
-    @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        # PostgreSQL text cannot hold NUL; refuse it on every database alike.
-        if value is not None and "\x00" in value:
-            raise ValueError("name must not contain NUL characters")
-        return value
-
-    @field_validator("tolerances")
-    @classmethod
-    def _distinct_ascending(cls, value: list[float]) -> list[float]:
-        if len(set(value)) != len(value):
-            raise ValueError("tolerances must be distinct")
-        return sorted(value)
 
     @model_validator(mode="after")
     def _autocast_float32(self) -> "RunSpec":
@@ -456,75 +478,127 @@ class RunPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    priority: Priority
+    priority: Annotated[Priority, Integral]
 
-    @field_validator("priority", mode="before")
+
+# What a sweep may vary and state: every spec field but the name (members are named after their
+# grid values; a grid over names would say nothing).
+NOT_IN_GRID = frozenset({"name"})
+SPEC_FIELDS = tuple(RunSpec.model_fields)
+GRID_FIELDS = tuple(f for f in SPEC_FIELDS if f not in NOT_IN_GRID)
+
+
+class SweepBase(RunSpec):
+    """The run spec every member starts from: any of RunSpec's fields, each validated for what
+    it states even where the grid overrides it. The rules across fields (CIFAR-10's sizes, the
+    resource limits) apply to each member, whose spec is the base with its grid values."""
+
+    # RunSpec's fields, types and rules; not its if/else on dataset: a grid may vary it.
+    model_config = ConfigDict(json_schema_extra=None)
+
+
+def _grid_item(info: FieldInfo) -> Any:
+    """A grid value's type: the spec field's, with its bounds, rules and description."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else None
+    return Annotated[
+        info.annotation,  # type: ignore[name-defined]
+        Field(description=info.description, json_schema_extra=extra),
+        *info.metadata,
+    ]
+
+
+def _no_defaults(schema: dict[str, Any]) -> None:
+    # A grid field left out is not varied; stated, it is a list (null is no list of values).
+    for rule in schema["properties"].values():
+        rule.pop("default", None)
+
+
+class _GridOrder(BaseModel):
+    """A grid keeps the order its fields were given in: the last one varies fastest."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_no_defaults)
+    _order: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
     @classmethod
-    def _integer(cls, value: object) -> object:
-        return _integral(value)
+    def _keep_order(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        grid = handler(data)
+        grid._order = [f for f in data if f in grid.model_fields_set]
+        return grid
+
+    def fields(self) -> dict[str, list[Any]]:
+        """The grid's fields and their (validated) values, in the order given."""
+        return {field: getattr(self, field) for field in self._order}
 
 
-def _sweep_schema(schema: dict[str, Any]) -> None:
-    """The document says what the sweep's validation checks: ``base`` is a run spec (any of
-    its fields) and each grid field takes a non-empty list of distinct values that field
-    admits."""
-    run_spec = RunSpec.model_json_schema()
-    spec = run_spec["properties"]
-    keep = ("title", "default", "description", "examples")
-    properties = schema["properties"]
-    properties["base"] = {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": spec,
-        "description": properties["base"]["description"],
-    }
-    # The CIFAR-10 sizes (an if/else on dataset), as in RunSpec's own schema.
-    properties["base"] |= {k: run_spec[k] for k in ("if", "then", "else") if k in run_spec}
-    properties["grid"] = {
-        "type": "object",
-        "minProperties": 1,
-        "additionalProperties": False,
-        "description": properties["grid"]["description"],
-        "properties": {
-            field: {
-                "type": "array",
-                "minItems": 1,
-                "uniqueItems": True,
-                "items": {k: v for k, v in rule.items() if k not in keep},
-            }
-            for field, rule in spec.items()
-            if field != "name"
-        },
-    }
+SweepGrid = create_model(
+    "SweepGrid",
+    __base__=_GridOrder,
+    __doc__="A spec field → the values it takes: a non-empty list of distinct values of the "
+    "field's own schema. The members are the cartesian product of the fields' values, the last "
+    "field varying fastest; their number is at most DECAYLAB_MAX_SWEEP_RUNS.",
+    **{
+        name: (
+            list[_grid_item(info)],
+            Field(
+                default=None,
+                min_length=1,
+                title=info.title,
+                description=f"Values of the run spec's {name}, distinct.",
+                json_schema_extra={"uniqueItems": True},
+            ),
+        )
+        for name, info in RunSpec.model_fields.items()
+        if name in GRID_FIELDS
+    },
+)
 
 
 class SweepIn(BaseModel):
-    """A grid of runs: ``base`` (a run spec, any of its fields) expanded over the cartesian
-    product of ``grid`` (a RunSpec field → its values), the last field varying fastest."""
+    """A grid of runs: ``base`` (a partial run spec) expanded over the cartesian product of
+    ``grid`` (a spec field → its values), the last field varying fastest. Validated as a whole
+    (server/views/sweeps.py ``admit``): one 422 names every wrong value of the body, including
+    each member's spec (RunSpec's rules, CIFAR-10's sizes) and the resource limits."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_sweep_schema)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [EXAMPLE_SWEEP]}
+    )
 
-    name: Annotated[str | None, Field(max_length=200, description="a label for people")] = None
+    name: Annotated[
+        str | None, Field(max_length=200, description="A label for people, no NUL."), NoNul
+    ] = None
     base: Annotated[
-        dict[str, Any], Field(description="a run spec; every member starts from it")
-    ] = {}
+        SweepBase,
+        Field(
+            description="The run spec every member starts from (any of its fields; the rest "
+            "take RunSpec's defaults). Each field it states is validated, even one the grid "
+            "overrides."
+        ),
+    ] = Field(default_factory=SweepBase)
     grid: Annotated[
-        dict[str, list[Any]],
-        Field(min_length=1, description="spec field → the values it takes, e.g. seed: [0, 1, 2]"),
+        SweepGrid,  # type: ignore[valid-type]
+        Field(
+            description="Spec field → the values it takes, e.g. seed: [0, 1, 2]; at least one "
+            "field, at most DECAYLAB_MAX_SWEEP_RUNS members.",
+            json_schema_extra={"minProperties": 1},
+        ),
     ]
-    priority: Priority = 0
+    priority: Annotated[Priority, Integral] = 0
 
-    @field_validator("name")
+    @field_validator("grid")
     @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError("name must not contain NUL characters")
-        return value
+    def _some_field(cls, grid: Any) -> Any:
+        if not grid.fields():
+            raise ValueError("a grid varies at least one field")
+        return grid
 
-    @field_validator("priority", mode="before")
-    @classmethod
-    def _integer(cls, value: object) -> object:
-        return _integral(value)
+    def base_fields(self) -> dict[str, Any]:
+        """The base as stated (JSON values), without the defaults it did not state."""
+        return self.base.model_dump(mode="json", exclude_unset=True)
+
+    def grid_fields(self) -> dict[str, list[Any]]:
+        """The grid in the order given, each value as its field validated it."""
+        return self.grid.fields()
 
 
 class SweepProgress(BaseModel):

@@ -22,6 +22,9 @@ from server.core.runfiles import RunFiles
 from server.core.schemas import RunSpec
 from server.core.settings import Settings
 
+# The 422 error types of the rules across a spec's fields (documented in server/api/contract.py).
+RESOURCE_LIMIT = "resource_limit"
+DATASET_SIZE = "dataset_size"
 FLOAT_BYTES = {"float32": 4, "float64": 8}
 # bfloat16 autocast: a bfloat16 copy of the weights beside the float32 master weights.
 AUTOCAST_BYTES = 2
@@ -99,7 +102,7 @@ def violations(spec: RunSpec, settings: Settings) -> list[dict[str, Any]]:
     def refuse(field: str, what: str, value: int, limit: int, setting: str) -> None:
         errors.append(
             {
-                "type": "resource_limit",
+                "type": RESOURCE_LIMIT,
                 "loc": ["body", field],
                 "msg": f"{what} {value:,} exceeds the limit {limit:,} (DECAYLAB_{setting})",
                 "input": getattr(spec, field),
@@ -114,7 +117,7 @@ def violations(spec: RunSpec, settings: Settings) -> list[dict[str, Any]]:
             if requested is not None and requested > available:
                 errors.append(
                     {
-                        "type": "less_than_equal",
+                        "type": DATASET_SIZE,
                         "loc": ["body", field],
                         "msg": f"CIFAR-10 has {available:,} samples for {field}",
                         "input": requested,

@@ -1,11 +1,12 @@
 """Sweeps: a grid of runs as one experiment, with replicates and honest statistics.
 
-- **Expansion.** ``base`` (a run spec, any fields) over the cartesian product of ``grid`` (a spec
+- **Expansion.** ``base`` (a partial run spec) over the cartesian product of ``grid`` (a spec
   field → its values, the last field varying fastest) gives the members, each an ordinary run
-  with the sweep's id. Every member is validated as ``POST /runs`` validates a spec (RunSpec and
-  the resource limits) before anything is stored; errors are located in the body:
-  ``["body", "grid", field, i]`` for the i-th value of a grid field, ``["body", "base", ...]``
-  otherwise.
+  with the sweep's id. ``admit`` validates the whole body before anything is stored and refuses
+  it with one 422 naming every error: the schema's (SweepIn), repeated grid values, the member
+  count, and each member as ``POST /runs`` validates a spec (RunSpec and the limits). Errors are
+  located in the body, positions 0-based: ``["body", "grid", field, i]`` for the i-th value of
+  a grid field, ``["body", "base", ...]`` otherwise.
 - **Groups.** Members that differ only in fields outside ``by`` are replicates of one condition;
   ``by`` defaults to every grid field except ``seed``. A group's statistics cover its members
   that have stored epochs, over the epochs all of them have (1..the fewest).
@@ -33,12 +34,14 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from server.api.deps import SessionDep, SettingsDep
-from server.api.routers.params import ID_LIMIT, SweepId, Tolerance
+from server.api.routers.params import ID_LIMIT, By, SweepId, Tolerance
 from server.api.routers.params import Scope as ScopeParam
 from server.core import scope as scopes
 from server.core.errors import InvalidTransition, NotComputed, SweepNotFound
 from server.core.runfiles import RunFiles
 from server.core.schemas import (
+    GRID_FIELDS,
+    SPEC_FIELDS,
     GroupMetrics,
     GroupPoint,
     GroupRef,
@@ -76,8 +79,6 @@ from server.views.registry import Panel, Result, view
 
 CONFIDENCE = 0.95
 REPLICATE_FIELD = "seed"
-# Members are named after their grid values; a grid over names would say nothing.
-NOT_IN_GRID = frozenset({"name"})
 # At most this many distinct errors in a refusal (a bad base field fails every member alike).
 MAX_ERRORS = 100
 METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
@@ -89,8 +90,20 @@ SummaryScope = Literal["layers", "means"] | Scope
 
 
 def _key(value: Any) -> str:
-    """A JSON value as a hashable key (0 and 0.0 are one value, as in JSON)."""
+    """A JSON value as a hashable key."""
     return json.dumps(value, sort_keys=True)
+
+
+def _json_equal_key(value: Any) -> str:
+    """A key equal for values JSON Schema's uniqueItems calls equal: 0 and 0.0 are one number,
+    true is no number."""
+    if isinstance(value, float) and value.is_integer():
+        return _key(int(value))
+    if isinstance(value, list):
+        return "[" + ",".join(map(_json_equal_key, value)) + "]"
+    if isinstance(value, dict):
+        return _key({k: _json_equal_key(v) for k, v in value.items()})
+    return _key(value)
 
 
 def _text(value: Any) -> str:
@@ -99,118 +112,157 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _plain(value: Any) -> Any:
-    return str(value) if isinstance(value, Exception) else value
+def _plain(error: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic error as FastAPI's 422 lists it (a validator's exception as its message)."""
+    if "ctx" in error:
+        ctx = error["ctx"].items()
+        error["ctx"] = {k: str(v) if isinstance(v, Exception) else v for k, v in ctx}
+    return error
 
 
-def _refuse(errors: list[dict[str, Any]]) -> None:
-    if errors:
-        raise RequestValidationError(errors[:MAX_ERRORS])
+def _located(error: dict[str, Any]) -> dict[str, Any]:
+    """A schema error of the body, an unknown field's saying what is known."""
+    error = _plain({**error, "loc": ["body", *error["loc"]]})
+    where = error["loc"][1:2]
+    if (
+        error["type"] == "extra_forbidden"
+        and where in (["base"], ["grid"])
+        and len(error["loc"]) == 3
+    ):
+        known = GRID_FIELDS if where == ["grid"] else SPEC_FIELDS
+        error["msg"] = f"not a run spec field the {where[0]} can state; one of {', '.join(known)}"
+    return error
 
 
-def _check_grid(sweep: SweepIn, settings: Settings) -> None:
-    """The grid's own shape: known fields, non-empty distinct values, not too many members."""
-    errors: list[dict[str, Any]] = []
-    for field, values in sweep.grid.items():
-        loc = ["body", "grid", field]
-        if field not in RunSpec.model_fields or field in NOT_IN_GRID:
-            known = sorted(set(RunSpec.model_fields) - NOT_IN_GRID)
+def _duplicates(field: str, values: list[Any]) -> list[dict[str, Any]]:
+    seen: dict[str, int] = {}
+    errors = []
+    for i, value in enumerate(values):
+        first = seen.setdefault(_json_equal_key(value), i)
+        if first != i:
             errors.append(
                 {
-                    "type": "extra_forbidden",
-                    "loc": loc,
-                    "msg": f"{field!r} is not a run spec field a grid can vary; one of {known}",
-                    "input": values,
+                    "type": "value_error",
+                    "loc": ["body", "grid", field, i],
+                    "msg": f"Value error, repeats {field}[{first}]: a grid's values are distinct",
+                    "input": value,
                 }
             )
-            continue
-        if not values:
-            errors.append(
-                {
-                    "type": "too_short",
-                    "loc": loc,
-                    "msg": "a grid field needs at least one value",
-                    "input": values,
-                    "ctx": {"field_type": "List", "min_length": 1, "actual_length": 0},
-                }
-            )
-        seen: dict[str, int] = {}
-        for i, value in enumerate(values):
-            first = seen.setdefault(_key(value), i)
-            if first != i:
-                errors.append(
-                    {
-                        "type": "value_error",
-                        "loc": [*loc, i],
-                        "msg": f"value repeats {field}[{first}]: the grid's values are distinct",
-                        "input": value,
-                    }
-                )
-    _refuse(errors)
-    count = math.prod(len(values) for values in sweep.grid.values())
-    if count > settings.max_sweep_runs:
-        _refuse(
-            [
-                {
-                    "type": "resource_limit",
-                    "loc": ["body", "grid"],
-                    "msg": f"the grid makes {count:,} runs; the limit is "
-                    f"{settings.max_sweep_runs:,} (DECAYLAB_MAX_SWEEP_RUNS)",
-                    "input": {field: len(values) for field, values in sweep.grid.items()},
-                    "ctx": {
-                        "estimate": count,
-                        "limit": settings.max_sweep_runs,
-                        "setting": "DECAYLAB_MAX_SWEEP_RUNS",
-                    },
-                }
-            ]
-        )
+    return errors
 
 
-def _member_name(sweep: SweepIn, combo: dict[str, Any]) -> str:
+def _too_many(counts: dict[str, int], settings: Settings) -> dict[str, Any]:
+    count = math.prod(counts.values())
+    return {
+        "type": limits.RESOURCE_LIMIT,
+        "loc": ["body", "grid"],
+        "msg": f"the grid makes {count:,} runs; the limit is {settings.max_sweep_runs:,} "
+        "(DECAYLAB_MAX_SWEEP_RUNS)",
+        "input": counts,
+        "ctx": {
+            "estimate": count,
+            "limit": settings.max_sweep_runs,
+            "setting": "DECAYLAB_MAX_SWEEP_RUNS",
+        },
+    }
+
+
+def _member_name(prefix: str | None, combo: dict[str, Any]) -> str:
     label = ", ".join(f"{field}={_text(value)}" for field, value in combo.items())
-    prefix = sweep.name or sweep.base.get("name")
-    return (f"{prefix}: {label}" if isinstance(prefix, str) and prefix else label)[:200]
+    return (f"{prefix}: {label}" if prefix else label)[:200]
 
 
-def expand(sweep: SweepIn, settings: Settings) -> list[RunSpec]:
-    """Every member's spec in grid order, or RequestValidationError (422) naming each invalid
-    field and value; nothing is stored either way."""
-    _check_grid(sweep, settings)
-    fields = list(sweep.grid)
-    errors: dict[tuple[Any, ...], dict[str, Any]] = {}
+@dataclass
+class _Members:
+    """The members' specs, or the errors their validation found, located in the body."""
 
-    def relocate(error: dict[str, Any], where: dict[str, int]) -> None:
+    base: dict[str, Any]
+    grid: dict[str, list[tuple[int, Any]]]  # field → (position in the body, value)
+    specs: list[RunSpec]
+    errors: list[dict[str, Any]]
+
+    def check(self, settings: Settings, prefix: str | None) -> None:
+        """Every member's spec as ``POST /runs`` validates it: RunSpec, then the limits."""
+        fields = list(self.grid)
+        for combo in itertools.product(*(self.grid[f] for f in fields)):
+            where = {f: i for f, (i, _) in zip(fields, combo, strict=True)}
+            values = {f: v for f, (_, v) in zip(fields, combo, strict=True)}
+            try:
+                spec = RunSpec.model_validate(self.base | values)
+            except ValidationError as exc:
+                for error in exc.errors(include_url=False):
+                    self._relocate(_plain(error), where)
+                continue
+            for error in limits.violations(spec, settings):
+                self._relocate({**error, "loc": error["loc"][1:]}, where)
+            self.specs.append(spec.model_copy(update={"name": _member_name(prefix, values)}))
+
+    def _relocate(self, error: dict[str, Any], where: dict[str, int]) -> None:
+        """A member's error at the grid value (or the base field) that caused it."""
         loc = tuple(error["loc"])
         field = loc[0] if loc else None
         if field in where:
             loc = ("body", "grid", field, where[field], *loc[1:])
         else:
             loc = ("body", "base", *loc)
-        errors.setdefault((loc, error["msg"]), {**error, "loc": list(loc)})
+        self.errors.append({**error, "loc": list(loc)})
 
-    specs = []
-    for combo in itertools.product(*(enumerate(sweep.grid[f]) for f in fields)):
-        where = {f: i for f, (i, _) in zip(fields, combo, strict=True)}
-        values = {f: v for f, (_, v) in zip(fields, combo, strict=True)}
-        try:
-            spec = RunSpec.model_validate(sweep.base | values)
-        except ValidationError as exc:
-            for error in exc.errors(include_url=False):
-                if "ctx" in error:  # a validator's exception, as its message
-                    error["ctx"] = {k: _plain(v) for k, v in error["ctx"].items()}
-                relocate(error, where)
+
+def admit(body: Any, settings: Settings) -> tuple[SweepIn, list[RunSpec]]:
+    """The sweep and its members' specs in grid order, or one 422 (RequestValidationError)
+    naming every wrong value of the body at once, 0-based positions as in ``loc``: the body's
+    schema (types, bounds, unknown fields, each stated base field), repeated grid values, the
+    member count (DECAYLAB_MAX_SWEEP_RUNS), and each member's spec (the rules across fields,
+    the resource limits) over the values that passed the rest. Nothing is stored either way."""
+    errors: list[dict[str, Any]] = []
+    sweep = None
+    try:
+        sweep = SweepIn.model_validate(body)
+    except ValidationError as exc:
+        errors += [_located(e) for e in exc.errors(include_url=False)]
+    raw = body if isinstance(body, dict) else {}
+    base, grid = raw.get("base", {}), raw.get("grid")
+    base = base if isinstance(base, dict) else {}
+    grid = grid if isinstance(grid, dict) else {}
+    # What the schema refused is reported once, not again by each member it is part of: the
+    # members are checked over the base fields and grid values that passed it.
+    locs = [e["loc"][1:] for e in errors]
+    bad_base = {loc[1] for loc in locs if loc[:1] == ["base"] and len(loc) > 1}
+    bad_values = {tuple(loc[1:3]) for loc in locs if loc[:1] == ["grid"] and len(loc) > 2}
+    lists = {f: v for f, v in grid.items() if f in GRID_FIELDS}
+    good: dict[str, list[tuple[int, Any]]] = {}
+    for field, values in lists.items():
+        if not isinstance(values, list):
             continue
-        for error in limits.violations(spec, settings):
-            relocate({**error, "loc": error["loc"][1:]}, where)
-        specs.append(spec.model_copy(update={"name": _member_name(sweep, values)}))
-    _refuse(list(errors.values()))
-    return specs
+        duplicates = _duplicates(field, values)
+        errors += duplicates
+        bad = bad_values | {(field, e["loc"][3]) for e in duplicates}
+        good[field] = [(i, v) for i, v in enumerate(values) if (field, i) not in bad]
+    counts = {field: len(values) for field, values in lists.items() if isinstance(values, list)}
+    if math.prod(counts.values()) > settings.max_sweep_runs:
+        errors.append(_too_many(counts, settings))
+    members = _Members(
+        {k: v for k, v in base.items() if k in SPEC_FIELDS and k not in bad_base}, good, [], []
+    )
+    # A grid field that is no list has no values to try; its error is the schema's.
+    if good.keys() == lists.keys() and math.prod(counts.values()) <= settings.max_sweep_runs:
+        name = raw.get("name") if isinstance(raw.get("name"), str) else None
+        members.check(settings, name or members.base.get("name"))
+        errors += members.errors
+    unique = {_key([e["loc"], e["msg"]]): e for e in errors}
+    if unique or sweep is None:
+        raise RequestValidationError(list(unique.values())[:MAX_ERRORS])
+    return sweep, members.specs
 
 
 def create_sweep(session: Session, sweep: SweepIn, specs: Sequence[RunSpec]) -> Sweep:
     """The sweep and its members (in grid order, so by id), in the caller's transaction."""
-    row = Sweep(name=sweep.name, base=sweep.base, grid=sweep.grid, priority=sweep.priority)
+    row = Sweep(
+        name=sweep.name,
+        base=sweep.base_fields(),
+        grid=sweep.grid_fields(),
+        priority=sweep.priority,
+    )
     session.add(row)
     session.flush()
     for spec in specs:
@@ -359,18 +411,9 @@ def default_by(sweep: Sweep) -> list[str]:
     return [field for field in sweep.grid if field != REPLICATE_FIELD]
 
 
-def parse_by(sweep: Sweep, by: str | None) -> list[str]:
-    """``by`` (comma-separated spec fields; empty: one group of every member) or the default."""
-    if by is None:
-        return default_by(sweep)
-    fields = [f.strip() for f in by.split(",") if f.strip()]
-    unknown = [f for f in fields if f not in RunSpec.model_fields]
-    if unknown or len(set(fields)) != len(fields):
-        msg = f"unknown run spec field {unknown[0]!r}" if unknown else "fields must be distinct"
-        raise RequestValidationError(
-            [{"type": "value_error", "loc": ["query", "by"], "msg": msg, "input": by}]
-        )
-    return fields
+def parse_by(sweep: Sweep, by: Sequence[str] | None) -> list[str]:
+    """``by``'s spec fields ("" names none: one group of every member) or the default."""
+    return default_by(sweep) if by is None else [field for field in by if field]
 
 
 @dataclass(frozen=True)
@@ -729,13 +772,6 @@ def pair(
 # --- the views (server/views/registry.py) ---------------------------------------------------
 
 NOT_COMPUTED = "Unknown sweep, or a tolerance/layer/epoch not there"
-By = Annotated[
-    str | None,
-    Query(
-        description="comma-separated spec fields the groups are made by (default: every grid "
-        "field but seed; empty: one group)"
-    ),
-]
 SummaryScopeQuery = Annotated[
     SummaryScope,
     Query(

@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 
 from server.api.pages import forms
-from server.core.schemas import RunSpec, SweepIn
+from server.core.schemas import NOT_IN_GRID, RunSpec, SweepIn
 from server.core.settings import Settings
 from server.views import sweeps
 
@@ -29,7 +28,7 @@ TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 def base_fields() -> tuple[forms.SpecField, ...]:
     """The spec fields of the base (a member's name comes from the sweep's)."""
-    return tuple(f for f in forms.spec_fields() if f.name not in sweeps.NOT_IN_GRID)
+    return tuple(f for f in forms.spec_fields() if f.name not in NOT_IN_GRID)
 
 
 def grid_fields() -> tuple[forms.SpecField, ...]:
@@ -96,21 +95,23 @@ def _grid_value(spec_field: forms.SpecField, raw: str) -> Any:
 def parse(
     submitted: SweepForm, settings: Settings
 ) -> tuple[SweepIn | None, list[RunSpec], dict[str, str]]:
-    """The sweep and its members' specs, or the error of each place that is wrong; the same
-    validation as ``POST /sweeps`` (every member a valid spec within the limits)."""
-    errors: dict[str, str] = {}
+    """The sweep and its members' specs, or every error at once by where the form shows it:
+    the form's own (a row without a field, a value that is no number) and ``POST /sweeps``'s
+    (sweeps.admit), positions 0-based as the API's (``seed[1]``)."""
+    errors: dict[str, list[str]] = {}
     by_name = {f.name: f for f in grid_fields()}
     grid: dict[str, list[Any]] = {}
     rows: dict[str, int] = {}
+    typed: set[tuple[str, int]] = set()  # grid values the form could not read
     for i, (name, raw) in enumerate(submitted.grid):
         if not name and not raw.strip():
             continue
         key = f"grid-{i}"
         if name not in by_name:
-            errors[key] = "choose the field this row varies"
+            errors.setdefault(key, []).append("choose the field this row varies")
             continue
         if name in grid:
-            errors[key] = f"{name} is already varied in row {rows[name] + 1}"
+            errors.setdefault(key, []).append(f"{name} is already varied in another row")
             continue
         spec_field = by_name[name]
         values = []
@@ -118,11 +119,10 @@ def parse(
             try:
                 values.append(_grid_value(spec_field, part))
             except ValueError as exc:
-                errors[key] = f"value {j + 1}: {exc}"
-                break
+                errors.setdefault(key, []).append(f"{name}[{j}] = {part.strip()}: {exc}")
+                typed.add((name, j))
+                values.append(part)  # keeps the positions; its error is the form's
         grid[name], rows[name] = values, i
-    if not grid and not errors:
-        errors["grid"] = "choose at least one field to vary and its values"
     base: dict[str, Any] = {}
     for spec_field in base_fields():
         if spec_field.name in grid:
@@ -130,25 +130,26 @@ def parse(
         try:
             value = forms._convert(spec_field, submitted.base.get(spec_field.name, ""))
         except ValueError as exc:
-            errors[spec_field.name] = str(exc)
+            errors.setdefault(spec_field.name, []).append(str(exc))
             continue
         if value != spec_field.default:
             base[spec_field.name] = value
     try:
         priority = int(submitted.priority.strip() or "0")
     except ValueError:
-        errors["priority"] = f"{submitted.priority.strip()!r} is not a whole number"
+        errors.setdefault("priority", []).append(
+            f"{submitted.priority.strip()!r} is not a whole number"
+        )
         priority = 0
-    if errors:
-        return None, [], errors
     body = {"name": submitted.name.strip() or None, "base": base, "grid": grid}
     try:
-        sweep = SweepIn.model_validate(body | {"priority": priority})
-        return sweep, sweeps.expand(sweep, settings), {}
-    except ValidationError as exc:
-        return None, [], _located(exc.errors(include_url=False), rows)
+        sweep, specs = sweeps.admit(body | {"priority": priority}, settings)
     except RequestValidationError as exc:
-        return None, [], _located(exc.errors(), rows)
+        for where, message in _located(exc.errors(), rows, typed):
+            errors.setdefault(where, []).append(message)
+    if errors:
+        return None, [], {where: "; ".join(messages) for where, messages in errors.items()}
+    return sweep, specs, {}
 
 
 def _shown(value: Any) -> str:
@@ -158,23 +159,29 @@ def _shown(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _located(errors: Sequence[Any], rows: Mapping[str, int]) -> dict[str, str]:
-    """A 422's errors by where the form shows them."""
-    found: dict[str, list[str]] = {}
+def _located(
+    errors: Sequence[Any], rows: Mapping[str, int], typed: set[tuple[str, int]]
+) -> list[tuple[str, str]]:
+    """A 422's errors by where the form shows them, but those of values the form could not
+    read (it said why)."""
+    found = []
     for error in errors:
         loc = [part for part in error["loc"] if part != "body"]
         message = str(error["msg"]).removeprefix("Value error, ")
         if loc[:1] == ["grid"] and len(loc) > 1 and loc[1] in rows:
-            where = f"grid-{rows[str(loc[1])]}"
+            field = str(loc[1])
+            where = f"grid-{rows[field]}"
             if len(loc) > 2 and isinstance(loc[2], int):
-                message = f"value {loc[2] + 1} ({_shown(error.get('input'))}): {message}"
+                if (field, loc[2]) in typed:
+                    continue
+                message = f"{field}[{loc[2]}] = {_shown(error.get('input'))}: {message}"
         elif loc[:1] == ["grid"]:
             where = "grid"
         elif loc[:1] == ["base"] and len(loc) > 1:
             where = str(loc[1])
             if len(loc) > 2:
-                message = f"item {loc[2]}: {message}"
+                message = f"{where}[{loc[2]}]: {message}"
         else:
             where = str(loc[0]) if loc else "grid"
-        found.setdefault(where, []).append(message)
-    return {where: "; ".join(messages) for where, messages in found.items()}
+        found.append((where, message))
+    return found

@@ -1,10 +1,11 @@
 """Path and query parameter types shared by the routers. Bad values answer 422 naming them."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Path, Query
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from server.core.schemas import SPEC_FIELDS
 from server.core.scope import Scope as ScopeType
 
 MAX_COMPARED_RUNS = 50
@@ -44,6 +45,12 @@ def _distinct(ids: list[int]) -> list[int]:
     return ids
 
 
+def _distinct_fields(fields: list[str] | None) -> list[str] | None:
+    if fields is not None and len(set(fields)) != len(fields):
+        raise ValueError("fields must be distinct")
+    return fields
+
+
 RunIds = Annotated[
     list[Annotated[int, Field(ge=1, lt=ID_LIMIT)]],
     BeforeValidator(_split_commas),
@@ -75,4 +82,18 @@ SpectrumRunIds = Annotated[
 Scope = Annotated[
     ScopeType,
     Query(description="all: mean of all layers; last2: mean of the last two; or a layer index"),
+]
+
+# A sweep's groups are made by run spec fields; "" (by= alone) names none: one group of all.
+GroupField = Literal[(*SPEC_FIELDS, "")]  # type: ignore[valid-type]
+By = Annotated[
+    list[GroupField] | None,
+    BeforeValidator(_split_commas),
+    AfterValidator(_distinct_fields),
+    Query(
+        json_schema_extra={"uniqueItems": True},
+        description="Distinct run spec fields the groups are made by, comma-separated "
+        "(by=weight_decay,seed) or repeated; default: every grid field but seed; by= alone "
+        "(the empty name): one group of every member",
+    ),
 ]

@@ -1,6 +1,9 @@
 """Sweeps: a grid of runs as one experiment (server/views/sweeps.py), and its views."""
 
+from typing import Annotated
+
 from fastapi import APIRouter, Response, status
+from pydantic import SkipValidation
 
 from server.api.deps import SessionDep, SettingsDep, WriteSessionDep
 from server.api.routers.params import Limit, Offset, SweepId
@@ -24,16 +27,24 @@ NOT_FOUND = {404: {"model": ErrorOut, "description": "No sweep with that id"}}
     response_description="The sweep with its member runs in grid order",
 )
 def create_sweep(
-    body: SweepIn, session: WriteSessionDep, settings: SettingsDep, response: Response
+    # Documented as SweepIn, validated as a whole by sweeps.admit: FastAPI would stop at the
+    # schema's errors, before the grid's repeats, the members and the limits are looked at.
+    body: Annotated[SweepIn, SkipValidation],
+    session: WriteSessionDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> SweepOut:
-    """Every member is validated like ``POST /runs`` (and the grid against
-    ``DECAYLAB_MAX_SWEEP_RUNS``) before anything is stored: one 422 lists each invalid field and
-    value, e.g. ``loc: ["body", "grid", "weight_decay", 2]``."""
-    specs = sweeps.expand(body, settings)
-    sweep = sweeps.create_sweep(session, body, specs)
+    """The members are the cartesian product of ``grid`` over ``base``. Before anything is
+    stored, the whole body is validated: its schema, each grid field's values distinct, at most
+    DECAYLAB_MAX_SWEEP_RUNS members, and every member's spec as ``POST /runs`` validates one
+    (RunSpec, CIFAR-10's sizes, the resource limits). One 422 lists every error, each located
+    in the body with 0-based positions, e.g. ``loc: ["body", "grid", "weight_decay", 2]``;
+    a resource limit's has the type ``resource_limit``."""
+    sweep, specs = sweeps.admit(body, settings)
+    row = sweeps.create_sweep(session, sweep, specs)
     session.commit()
-    response.headers["Location"] = f"/sweeps/{sweep.id}"
-    return sweeps.sweep_out(session, sweep)
+    response.headers["Location"] = f"/sweeps/{row.id}"
+    return sweeps.sweep_out(session, row)
 
 
 @router.get("", summary="List sweeps, newest first (without their runs)")
