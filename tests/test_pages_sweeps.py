@@ -31,7 +31,7 @@ def sweep_form(**changes: str) -> dict[str, str | list[str]]:
     fields |= {"weight_decay": "0", "learning_rate": "0.01", "momentum": "0.9"}
     fields |= {"batch_size": "128", "hidden_sizes": "8", "optimizer": "sgd"}
     fields |= {"tolerances": "0, 0.01, 0.1", "train_size": "512", "test_size": "256"}
-    fields |= {"seed": "0", "basis": "previous"}
+    fields |= {"seed": "0", "basis": "previous", "dtype": "float32"}
     grid = [("weight_decay", "0, 0.001"), ("seed", "0, 1"), ("", ""), ("", "")]
     fields |= {k: v for k, v in changes.items() if not k.startswith("grid")}
     for i in range(4):

@@ -513,7 +513,8 @@ def test_the_document_states_the_sweeps_contract(client):
         post["responses"]["201"]["links"],
         doc["paths"]["/sweeps/{sweep_id}"]["get"]["responses"]["200"]["links"],
     ):
-        assert set(links) == on_sweep | {"get_run"} and len(on_sweep) == 11
+        # The views and their PNG twins, the reproduction, get, cancel and delete.
+        assert set(links) == on_sweep | {"get_run"} and len(on_sweep) == 12
         assert links["get_sweep_metrics"]["parameters"]["path.sweep_id"] == "$response.body#/id"
     to_sweep = doc["paths"]["/runs/{run_id}"]["get"]["responses"]["200"]["links"]
     assert to_sweep["get_sweep"]["parameters"] == {"path.sweep_id": "$response.body#/sweep_id"}

@@ -668,6 +668,8 @@ def plot_band(
 
 
 PERCENT_BOUNDS = (0.0, 100.0)
+# A difference of two percentages lies within ±100 percentage points.
+DIFFERENCE_BOUNDS = (-100.0, 100.0)
 LOSS_BOUNDS = (0.0, math.inf)
 INTERVAL_NOTE = (
     "shaded: 95% interval of the mean over seeds (Student's t), cut to the possible values"
@@ -830,6 +832,7 @@ def draw_sweep_difference(data: SweepDifferenceOut, options: FigureOptions, labe
         data.ci_high,
         "difference",
         layer_colours(1)[0],
+        DIFFERENCE_BOUNDS,
     )
     ax.set_xlabel("epoch")
     ax.set_ylabel("difference (percentage points)")
