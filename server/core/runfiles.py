@@ -7,13 +7,12 @@ with the run, and the resource limits count them; all of them go through ``RunFi
 They live in a local directory (``DECAYLAB_ARTIFACT_DIR``, the default) or, with
 ``DECAYLAB_ARTIFACT_URL=s3://bucket/prefix``, in an S3-compatible bucket (``Bucket``). With a
 bucket the local directory only stages a file between its atomic local write and its upload (one
-PUT: an object is visible whole or not at all) and holds the copy a resume downloads; the bucket
-is the truth, so workers on machines that share nothing but the database resume each other's runs.
+PUT: an object is visible whole or not at all); the bucket is the truth, so workers on machines
+that share nothing but the database resume each other's runs.
 """
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -109,14 +108,10 @@ class Bucket:
         return [(meta["path"], meta["size"]) for batch in batches for meta in batch]
 
     def upload(self, key: str, path: Path) -> None:
+        # One PUT, not a multipart upload: nothing (not even invisible parts) is left behind
+        # by a worker killed mid-upload, and a single PUT takes objects up to 5 GB.
         with self._transfer("upload", key):
-            obstore.put(self.store, key, path)
-
-    def download(self, key: str, path: Path) -> None:
-        """The object into ``path``, atomically; FileNotFoundError when there is none."""
-        with self._transfer("download", key):
-            result = obstore.get(self.store, key)
-            _write_atomically(path, (bytes(chunk) for chunk in result.stream(CHUNK)))
+            obstore.put(self.store, key, path, use_multipart=False)
 
     def read(self, key: str) -> bytes:
         with self._transfer("download", key):
@@ -138,19 +133,6 @@ class Bucket:
 def open_bucket(url: str, retry_seconds: float) -> Bucket:
     """One client (and connection pool) per process and setting."""
     return Bucket(url, retry_seconds)
-
-
-def _write_atomically(path: Path, chunks: Iterator[bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _epoch_of(name: str) -> int | None:
@@ -187,7 +169,7 @@ class RunFiles:
         return f"{self.bucket.url}/{self.key}" if self.bucket else str(self.root)
 
     def checkpoint(self, epoch: int) -> Path:
-        """The training state after ``epoch`` (the local path; see ``fetch``)."""
+        """The training state after ``epoch`` (its local path; read it with ``read``)."""
         return self.checkpoints / f"{_PATTERN.format(epoch=epoch)}.pt"
 
     def snapshot(self, epoch: int) -> Path:
@@ -210,15 +192,6 @@ class RunFiles:
             self.bucket.upload(self._key(path), path)
         finally:
             path.unlink(missing_ok=True)
-
-    def fetch(self, path: Path) -> Path:
-        """``path`` on the local disk, downloaded from the bucket first when there is one;
-        FileNotFoundError when the run has no such file."""
-        if self.bucket is not None:
-            self.bucket.download(self._key(path), path)
-        elif not path.is_file():
-            raise FileNotFoundError(path)
-        return path
 
     def read(self, path: Path) -> bytes:
         """The file's bytes (FileNotFoundError when there is none)."""

@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     # Default: an SQLite file under data_dir (filled in when the settings are read).
     database_url: str = Field(default=None, validate_default=True)
     # Checkpoints and snapshots. Must be shared by all workers and the API when they run on
-    # several machines; defaults to data_dir/artifacts.
+    # several machines (unless artifact_url names a bucket); defaults to data_dir/artifacts.
     artifact_dir: Path = Field(default=None, validate_default=True)
     # s3://bucket/prefix: run files in an S3-compatible bucket instead (server/core/runfiles.py);
     # then workers and the API share nothing but the database and the bucket, and artifact_dir

@@ -1,5 +1,6 @@
 """Writing and reading a run's files (laid out by server.core.runfiles.RunFiles), atomically."""
 
+import io
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -62,8 +63,8 @@ def save_checkpoint(files: RunFiles, epoch: int, state: Mapping[str, Any]) -> No
 def load_checkpoint(files: RunFiles, epoch: int) -> dict[str, Any]:
     """The checkpoint's contents on the CPU (downloaded from the bucket, when there is one);
     FileNotFoundError when it is not there."""
-    path = files.fetch(files.checkpoint(epoch))
-    return torch.load(path, map_location="cpu", weights_only=True)
+    data = io.BytesIO(files.read(files.checkpoint(epoch)))
+    return torch.load(data, map_location="cpu", weights_only=True)
 
 
 def save_snapshot(files: RunFiles, epoch: int, state_dict: Mapping[str, torch.Tensor]) -> None:
