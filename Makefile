@@ -55,6 +55,10 @@ compose-check: ## validate every docker-compose file combination (needs docker-c
 		-f docker-compose.postgres.yml config -q
 	$(COMPOSE) -f docker-compose.yml -f docker-compose.cpu.yml \
 		-f docker-compose.postgres.yml config -q
+	$(COMPOSE) -f docker-compose.yml -f docker-compose.override.yml \
+		-f docker-compose.postgres.yml -f docker-compose.minio.yml config -q
+	$(COMPOSE) -f docker-compose.yml -f docker-compose.cpu.yml \
+		-f docker-compose.postgres.yml -f docker-compose.minio.yml config -q
 
 clean: ## remove .venv and caches (keeps ./data: runs, datasets)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -1,12 +1,14 @@
 """``python -m server``: serve the API with uvicorn on DECAYLAB_HOST:DECAYLAB_PORT."""
 
 import asyncio
+import sys
 from types import FrameType
 
 import uvicorn
 
 from server.api.app import create_app
 from server.api.events import Broadcaster
+from server.core.runfiles import ArtifactStoreError
 from server.core.settings import get_settings
 
 # A last resort: streams end at once on shutdown (Server.handle_exit), so this only bounds a
@@ -35,7 +37,10 @@ class Server(uvicorn.Server):
 
 def main() -> None:
     settings = get_settings()
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ArtifactStoreError as exc:
+        sys.exit(f"server: {exc}")
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -156,6 +156,120 @@ def has_tables(url: str) -> bool:
         engine.dispose()
 
 
+# --- an S3-compatible server: moto's stand-alone server process, over HTTP -----------------
+
+
+@dataclass
+class S3Server:
+    """moto's S3 on a free port with credentials checked: ``env`` holds a key allowed
+    everything, ``read_only`` one that may list and read but not write."""
+
+    endpoint: str
+    env: dict[str, str]
+    read_only: dict[str, str]
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            region_name=self.env["AWS_DEFAULT_REGION"],
+        )
+
+    def create_bucket(self) -> str:
+        """A new bucket of its own; returns its name."""
+        name = f"decaylab-{secrets.token_hex(4)}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        pages = (
+            self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        )
+        return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+
+
+def _allow(iam: Any, user: str, statement: dict[str, Any]) -> dict[str, str]:
+    """Create ``user`` with one inline policy statement; their key as AWS_* variables."""
+    iam.create_user(UserName=user)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    policy = {"Version": "2012-10-17", "Statement": [statement]}
+    iam.put_user_policy(UserName=user, PolicyName="s3", PolicyDocument=json.dumps(policy))
+    return {
+        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+    }
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto_server (``moto[server]``) as a real process on a free port, for the whole session."""
+    import boto3
+    import httpx
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    # Credentials are checked once the first six requests (the set-up below) have been served.
+    env = os.environ | {"INITIAL_NO_AUTH_ACTION_COUNT": "6"}
+    command = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=out)
+    try:
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"moto_server exited: {log.read_text()}")
+            try:
+                return httpx.get(f"{endpoint}/moto-api/", timeout=1).status_code > 0
+            except httpx.TransportError:
+                return False
+
+        wait_for(answers, 60, "moto_server to answer")
+        iam = boto3.client(
+            "iam",
+            endpoint_url=endpoint,
+            aws_access_key_id="setup",
+            aws_secret_access_key="setup",
+            region_name="us-east-1",
+        )
+        common = {"AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
+        everything = {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+        reading = {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject"], "Resource": "*"}
+        yield S3Server(
+            endpoint,
+            env=common | _allow(iam, "decaylab", everything),
+            read_only=common | _allow(iam, "reader", reading),
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@dataclass
+class S3Bucket:
+    server: S3Server
+    name: str
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.name}/lab"
+
+    def keys(self, prefix: str = "lab/") -> list[str]:
+        return self.server.keys(self.name, prefix)
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Bucket:
+    """A fresh bucket on ``s3_server``, its credentials and endpoint in this process's AWS_*."""
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    return S3Bucket(s3_server, s3_server.create_bucket())
+
+
 @pytest.fixture
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database without tables: SQLite unless parametrized (see ``backends``). After

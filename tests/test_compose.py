@@ -12,6 +12,7 @@ COMPOSE = shutil.which("docker-compose")
 GPU = ["docker-compose.yml", "docker-compose.override.yml"]
 CPU = ["docker-compose.yml", "docker-compose.cpu.yml"]
 POSTGRES = ["docker-compose.postgres.yml"]
+MINIO = ["docker-compose.minio.yml"]
 
 pytestmark = pytest.mark.skipif(
     COMPOSE is None, reason="docker-compose client not installed (apt-get install docker-compose)"
@@ -94,3 +95,39 @@ def test_token_is_passed_through_only_when_set():
     config = resolved(CPU, DECAYLAB_API_TOKEN="t0ken")
     for name in ("api", "worker"):
         assert config["services"][name]["environment"]["DECAYLAB_API_TOKEN"] == "t0ken"
+
+
+@pytest.mark.parametrize("files", [GPU + POSTGRES + MINIO, CPU + POSTGRES + MINIO], ids=str)
+def test_minio_variant_shares_nothing_but_postgres_and_the_bucket(files):
+    config = resolved(files)
+    services = config["services"]
+    api, worker = services["api"], services["worker"]
+    # Each worker container gets an anonymous volume of its own at /data: --scale worker=4
+    # shares no volume between them.
+    assert worker["volumes"] in (["/data"], [{"type": "volume", "target": "/data"}])
+    for service in (api, worker):
+        env = service["environment"]
+        assert env["DECAYLAB_ARTIFACT_URL"] == "s3://decaylab/lab"
+        assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+        assert env["DECAYLAB_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert service["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+    # MinIO's root user is the key the services sign with, and the init job makes the bucket.
+    minio = services["minio"]["environment"]
+    assert (minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"]) == (
+        api["environment"]["AWS_ACCESS_KEY_ID"],
+        api["environment"]["AWS_SECRET_ACCESS_KEY"],
+    )
+    assert "mc mb --ignore-existing" in services["minio-init"]["entrypoint"][-1]
+
+
+def test_minio_variant_takes_another_bucket_and_credentials_from_the_environment():
+    config = resolved(
+        CPU + POSTGRES + MINIO,
+        DECAYLAB_ARTIFACT_URL="s3://lab-b/runs",
+        AWS_ACCESS_KEY_ID="key",
+        AWS_SECRET_ACCESS_KEY="secret-key",
+    )
+    for name in ("api", "worker", "minio-init"):
+        env = config["services"][name]["environment"]
+        assert env["DECAYLAB_ARTIFACT_URL"] == "s3://lab-b/runs"
+        assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == ("key", "secret-key")

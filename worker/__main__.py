@@ -12,6 +12,7 @@ import sys
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from server.core.runfiles import ArtifactStoreError
 from server.core.settings import get_settings
 from server.store.db import Database
 from worker.loop import Worker
@@ -38,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"database unavailable: {exc}", file=sys.stderr)
             return 1
         return 0
+    try:
+        settings.check_artifacts()
+    except ArtifactStoreError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 2
     db.upgrade()
     worker = Worker(settings, db)
     signal.signal(signal.SIGTERM, worker.request_shutdown)

@@ -14,6 +14,7 @@ from types import TracebackType
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from server.core.runfiles import BucketUnavailable
 from server.core.schemas import RunStatus
 from server.core.settings import Settings
 from server.store import jobs
@@ -98,7 +99,7 @@ class Worker:
             "worker %s polling %s; artifacts in %s",
             self.name,
             self.db.engine.url,
-            self.settings.artifact_dir,
+            self.settings.artifact_url or self.settings.artifact_dir,
         )
         while not self.shutdown.is_set():
             try:
@@ -155,6 +156,15 @@ class Worker:
             except jobs.LeaseLost:
                 log.warning("run %d: taken over by another worker; stopped", lease.run_id)
                 return
+            except BucketUnavailable:
+                # The bucket failed even after retries with back-off; the epoch was not recorded,
+                # so the run is whole up to its last stored epoch. Hand it back: the next claim
+                # (here or elsewhere) resumes it, and max_attempts ends a bucket that stays down.
+                log.warning(
+                    "run %d: bucket unavailable; handing it back", lease.run_id, exc_info=True
+                )
+                self._settle(lease, RunStatus.queued)
+                return
             except OperationalError:
                 # The database went away or stalled mid-run: not the run's fault. Hand it back;
                 # if even that fails its lease lapses, and it resumes from its last stored epoch.
@@ -185,7 +195,7 @@ class Worker:
             note = (
                 f"restarted from epoch 0 (was at epoch {claim.epochs_done}) by worker {self.name}:"
                 f" {start.restarted_because} (workers on several machines need one shared"
-                " DECAYLAB_ARTIFACT_DIR)"
+                " DECAYLAB_ARTIFACT_DIR, or a bucket: DECAYLAB_ARTIFACT_URL)"
             )
             log.warning("run %d: %s", lease.run_id, note)
         engine = Training(

@@ -198,6 +198,8 @@ def _serve_docs(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app on ``settings`` (default: the environment); brings the schema to head."""
     settings = settings or get_settings()
+    # A bucket that cannot be used fails the start, not the first download.
+    settings.check_artifacts()
     database = Database(settings.database_url)
     database.upgrade()
     renderer = Renderer()

@@ -6,7 +6,7 @@ from pathlib import Path
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from server.core.runfiles import RunFiles
+from server.core.runfiles import RunFiles, open_bucket
 
 
 class Settings(BaseSettings):
@@ -20,8 +20,17 @@ class Settings(BaseSettings):
     # Default: an SQLite file under data_dir (filled in when the settings are read).
     database_url: str = Field(default=None, validate_default=True)
     # Checkpoints and snapshots. Must be shared by all workers and the API when they run on
-    # several machines; defaults to data_dir/artifacts.
+    # several machines (unless artifact_url names a bucket); defaults to data_dir/artifacts.
     artifact_dir: Path = Field(default=None, validate_default=True)
+    # s3://bucket/prefix: run files in an S3-compatible bucket instead (server/core/runfiles.py);
+    # then workers and the API share nothing but the database and the bucket, and artifact_dir
+    # only stages files on their way. Credentials and endpoint: the standard AWS_* variables.
+    artifact_url: str | None = Field(
+        default=None, pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
+    )
+    # How long a failed upload or download is retried (with back-off) before the worker hands
+    # its run back.
+    artifact_retry_seconds: float = Field(default=60.0, gt=0)
     device: str = "auto"
     allow_download: bool = True
     lease_seconds: float = Field(default=30.0, gt=0)
@@ -57,7 +66,17 @@ class Settings(BaseSettings):
 
     def run_files(self, run_id: int) -> RunFiles:
         """The files of run ``run_id`` (the same place for the API and every worker)."""
-        return RunFiles(self.artifact_dir / "runs" / str(run_id))
+        root = self.artifact_dir / "runs" / str(run_id)
+        if self.artifact_url is None:
+            return RunFiles(root)
+        bucket = open_bucket(self.artifact_url, self.artifact_retry_seconds)
+        return RunFiles(root, bucket, f"runs/{run_id}")
+
+    def check_artifacts(self) -> None:
+        """At start-up (API and worker): ArtifactStoreError, naming the setting, when the bucket
+        cannot be used."""
+        if self.artifact_url is not None:
+            open_bucket(self.artifact_url, self.artifact_retry_seconds).check()
 
 
 @lru_cache

@@ -37,7 +37,8 @@ class Estimate:
     parameters: int
     # Device memory by what causes it: the spec field to change to bring it down.
     memory: dict[str, int]
-    # Files under the run's directory by the spec field that causes them.
+    # Files under the run's directory (or its prefix in the bucket: the same files, and at most
+    # CHECKPOINTS_ON_DISK checkpoints there too) by the spec field that causes them.
     disk: dict[str, int]
 
     @property

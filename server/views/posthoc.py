@@ -8,6 +8,7 @@ engine's kernel defines constancy (worker/engine/constancy.py) and cached per (r
 tolerance) in a cachetools LRU, so that a running run only computes its new epochs. Otherwise a
 404 says, for each run, what it has and that snapshots would allow any tolerance."""
 
+import io
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from cachetools import LRUCache
 from sqlalchemy.orm import Session
 
 from server.core.errors import NotComputed
-from server.core.runfiles import RunFiles
+from server.core.runfiles import BucketUnavailable, RunFiles
 from server.core.schemas import ConstancyOut
 from server.store.models import Run
 from server.views import analysis, mechanism
@@ -52,7 +53,7 @@ def snapshot_counts(
     stamp = run.created_at.isoformat() if run.created_at else ""
 
     def key(epoch: int) -> Hashable:
-        return (str(files.root), stamp, epoch, float(tol), basis, tuple(names))
+        return (files.location, stamp, epoch, float(tol), basis, tuple(names))
 
     epochs = range(1, run.epochs_done + 1)
     with _LOCK:
@@ -61,11 +62,12 @@ def snapshot_counts(
 
     def load(epoch: int) -> dict[str, np.ndarray]:
         if epoch not in loaded:
-            path = files.snapshot(epoch)
             try:
-                with np.load(path) as arrays:
+                # Read whole: np.load needs a seekable file, and one epoch's weights are small.
+                data = io.BytesIO(files.read(files.snapshot(epoch)))
+                with np.load(data) as arrays:
                     loaded[epoch] = {n: arrays[n] for n in names}
-            except (OSError, KeyError, ValueError) as exc:
+            except (OSError, KeyError, ValueError, BucketUnavailable) as exc:
                 raise NotComputed(
                     f"run {run.id}: the snapshot of epoch {epoch} cannot be read ({exc})"
                 ) from exc

@@ -1,5 +1,6 @@
 """Writing and reading a run's files (laid out by server.core.runfiles.RunFiles), atomically."""
 
+import io
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -51,16 +52,19 @@ def _write_run_file(what: str, path: Path, write: Callable[[IO[bytes]], object])
 
 
 def save_checkpoint(files: RunFiles, epoch: int, state: Mapping[str, Any]) -> None:
-    """Write epoch's checkpoint, then drop those no resume can need any more."""
+    """Write epoch's checkpoint whole (to the bucket, when there is one), then drop those no
+    resume can need any more. Only then may the epoch be recorded."""
     path = files.checkpoint(epoch)
     _write_run_file(f"the checkpoint of epoch {epoch}", path, lambda f: torch.save(dict(state), f))
-    for old in files.stale_checkpoints(epoch):
-        old.unlink(missing_ok=True)
+    files.publish(path)
+    files.drop_stale_checkpoints(epoch)
 
 
 def load_checkpoint(files: RunFiles, epoch: int) -> dict[str, Any]:
-    """The checkpoint's contents on the CPU; FileNotFoundError when it is not there."""
-    return torch.load(files.checkpoint(epoch), map_location="cpu", weights_only=True)
+    """The checkpoint's contents on the CPU (downloaded from the bucket, when there is one);
+    FileNotFoundError when it is not there."""
+    data = io.BytesIO(files.read(files.checkpoint(epoch)))
+    return torch.load(data, map_location="cpu", weights_only=True)
 
 
 def save_snapshot(files: RunFiles, epoch: int, state_dict: Mapping[str, torch.Tensor]) -> None:
@@ -68,3 +72,4 @@ def save_snapshot(files: RunFiles, epoch: int, state_dict: Mapping[str, torch.Te
     arrays = {name: t.detach().cpu().numpy() for name, t in state_dict.items()}
     path = files.snapshot(epoch)
     _write_run_file(f"the weights of epoch {epoch}", path, lambda f: np.savez(f, **arrays))
+    files.publish(path)

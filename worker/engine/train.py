@@ -54,7 +54,7 @@ def resume_point(spec: RunSpec, files: RunFiles, epochs_done: int, device: torch
     A fresh start forgets the checkpoints an earlier attempt left (never to be resumed from)."""
     problem = None
     if epochs_done:
-        path = files.checkpoint(epochs_done)
+        path = files.where(files.checkpoint(epochs_done))
         try:
             state = load_checkpoint(files, epochs_done)
         except FileNotFoundError:

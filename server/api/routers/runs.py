@@ -1,7 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 
 from server.api.deps import AdmittedSpec, SessionDep, SettingsDep, WriteSessionDep
 from server.api.routers.params import Limit, Offset, RunId
@@ -122,7 +122,7 @@ def get_report(run_id: RunId, session: SessionDep) -> RedirectResponse:
 @router.get(
     "/{run_id}/snapshots/{epoch}",
     summary="An epoch's weights as .npz, keyed by state_dict name (keep_snapshots runs)",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={
         200: {
             "content": {
@@ -137,15 +137,28 @@ def get_snapshot(
     epoch: Annotated[int, Path(ge=0, description="0 = the initial weights")],
     session: SessionDep,
     settings: SettingsDep,
-) -> FileResponse:
+) -> StreamingResponse:
+    """Streamed from the run's files (a local file or the bucket's object), never whole in
+    memory."""
     run = crud.get_run(session, run_id)
     if not run.spec.get("keep_snapshots"):
         raise NotComputed(f"run {run_id} keeps no snapshots (keep_snapshots is false)")
-    path = settings.run_files(run_id).snapshot(epoch)
-    if epoch > run.epochs_done or not path.is_file():
-        raise NotComputed(
-            f"run {run_id} has no snapshot of epoch {epoch}; it has epochs 0..{run.epochs_done}"
-        )
-    return FileResponse(
-        path, media_type="application/octet-stream", filename=f"run{run_id}_epoch{epoch:04d}.npz"
+    files = settings.run_files(run_id)
+    missing = NotComputed(
+        f"run {run_id} has no snapshot of epoch {epoch}; it has epochs 0..{run.epochs_done}"
+    )
+    if epoch > run.epochs_done:
+        raise missing
+    try:
+        size, chunks = files.stream(files.snapshot(epoch))
+    except FileNotFoundError:
+        raise missing from None
+    name = f"run{run_id}_epoch{epoch:04d}.npz"
+    return StreamingResponse(
+        chunks,
+        media_type="application/octet-stream",
+        headers={
+            "content-length": str(size),
+            "content-disposition": f'attachment; filename="{name}"',
+        },
     )
