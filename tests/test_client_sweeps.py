@@ -105,7 +105,7 @@ def test_a_sweep_submitted_waited_for_and_read_as_dataframes(processes, tmp_path
     # The difference of the two weight decays, as the JSON view has it.
     params = {"a": 0, "b": 1, "tol": 0, "method": "paired"}
     view = processes.api("GET", f"/sweeps/{sweep_id}/difference", params=params).json()
-    frame = client.sweep_difference(sweep_id, 0, 1, tol=0, method="paired")
+    frame = client.sweep_difference(sweep_id, a=0, b=1, tol=0, method="paired")
     assert frame["difference"].tolist() == view["difference"]
     assert frame["ci_low"].tolist() == view["ci_low"] and set(frame["method"]) == {"paired"}
     listed = decaylab_cli("sweep", "ls", url=url)

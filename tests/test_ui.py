@@ -322,7 +322,8 @@ def test_a_training_runs_figures_never_go_blank_and_are_drawn_at_their_shown_siz
 ):
     processes.start_server()
     processes.start_worker()
-    run_id = submit(processes, epochs=12, train_size=1024, test_size=128)
+    # Long enough that the page sees several of its epochs on a fast machine too.
+    run_id = submit(processes, epochs=30, train_size=4096, test_size=128)
     context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=2)
     tab = context.new_page()
     tab.set_default_timeout(600_000)  # a busy machine draws a figure in seconds

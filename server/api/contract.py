@@ -109,11 +109,12 @@ def add_error_types(schema: dict[str, Any]) -> None:
             "type": "object",
             "description": ERROR_TEXT[kind],
             "properties": {
-                "type": {"const": kind},
-                "loc": components["ValidationError"]["properties"]["loc"],
-                "msg": {"type": "string"},
-                "input": {},
-                "ctx": ERROR_CTX[kind],
+                "type": {"const": kind, "description": "The rule the body breaks."},
+                "loc": components["ValidationError"]["properties"]["loc"]
+                | {"description": "Where in the body, positions 0-based."},
+                "msg": {"type": "string", "description": "What is wrong, and what to change."},
+                "input": {"description": "The value that breaks the rule."},
+                "ctx": ERROR_CTX[kind] | {"description": "The rule's numbers."},
             },
             "required": ["type", "loc", "msg", "ctx"],
         }
@@ -124,6 +125,7 @@ def add_error_types(schema: dict[str, Any]) -> None:
         "fields (types resource_limit and dataset_size) alike.",
         "properties": {
             "detail": {
+                "description": "Every error of the body.",
                 "type": "array",
                 "items": {
                     "anyOf": [
