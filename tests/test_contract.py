@@ -88,10 +88,14 @@ def served(processes: Processes, tiny_spec, tmp_path: Path) -> Processes:
     assert run.status_code == 201, run.text
     assert processes.wait_finished(run.json()["id"], timeout=120)["status"] == "succeeded"
     sweep = processes.api(
-        # The original experiment's shape, so that its reproduction answers too.
+        # The original experiment's shape (four weight matrices, weight decay 0 and 0.001), so
+        # that its reproduction answers too.
         "POST",
         "/sweeps",
-        json={"base": TINY | {"epochs": 1}, "grid": {"weight_decay": [0, 0.001]}},
+        json={
+            "base": TINY | {"epochs": 1, "hidden_sizes": [16, 16, 16]},
+            "grid": {"weight_decay": [0, 0.001]},
+        },
     )
     assert sweep.status_code == 201, sweep.text
     for member in sweep.json()["runs"]:

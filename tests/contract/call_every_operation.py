@@ -96,7 +96,7 @@ EXPECTED_OK = {
     "get_constancy_png": (200, File),
     "get_weight_stats": (200, WeightStatsOut),
     "get_weight_stats_png": (200, File),
-    "get_report": (200, str),
+    "get_report": (308, type(None)),  # the run page moved to /ui/runs/{id}
     "get_snapshot": (200, File),
     "compare_runs": (200, CompareOut),
     "compare_runs_png": (200, File),
