@@ -6,9 +6,13 @@ migration; and the view /runs/{id}/causes (JSON, PNG, CSV, 404s)."""
 import csv
 import dataclasses
 import io
+import os
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +20,8 @@ from alembic import command
 from conftest import assert_drawn
 from sqlalchemy import create_engine, text
 
+import decaylab
+from decaylab.client import CSV_DTYPES
 from server.core.runfiles import RunFiles
 from server.core.schemas import RunSpec
 from server.store.db import alembic_config
@@ -380,3 +386,36 @@ def test_limits_count_float64_at_eight_bytes():
     assert double.memory["batch_size"] == 2 * single.memory["batch_size"]
     autocast = estimate(RunSpec(**SPEC, autocast="bfloat16"))
     assert autocast.memory_bytes > estimate(RunSpec(**SPEC)).memory_bytes
+
+
+@pytest.mark.slow  # real API and worker processes
+def test_the_client_the_cli_and_the_run_page_show_the_causes_of_real_processes(processes, tmp_path):
+    """Client.causes() (the CSV twin as a DataFrame) and `decaylab export --view causes` hold
+    the JSON view's exact counts; the run page shows the panel for a run that counted them."""
+    processes.start_server()
+    processes.start_worker()
+    client = decaylab.Client(processes.url)
+    spec = {"dataset": "synthetic", "hidden_sizes": [16], "train_size": 256, "test_size": 128}
+    run = client.submit(spec, epochs=2, causes=True)
+    (done,) = client.wait(run, progress=False)
+    assert done.status == "succeeded", processes.logs()
+    view = processes.api("GET", f"/runs/{run.id}/causes").json()
+    frame = client.causes(run)
+    for weight in view["weights"]:
+        rows = frame[frame["name"] == weight["name"]].sort_values("epoch")
+        for cause in ("constant", "no_gradient", "in_dead_unit", "rounded"):
+            assert rows[cause].tolist() == weight[cause], (weight["name"], cause)
+    out = tmp_path / "causes.csv"
+    exported = subprocess.run(
+        [sys.executable, "-m", "decaylab", "export", str(run.id), "--view", "causes", "-o", out],
+        env=os.environ | {"DECAYLAB_URL": processes.url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert exported.returncode == 0, exported.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(out, dtype=CSV_DTYPES), frame)
+    assert client.causes_png(run, width=600, height=450).png.startswith(b"\x89PNG")
+    page = processes.api("GET", f"/ui/runs/{run.id}").text
+    assert f"/runs/{run.id}/causes" in page and "Every exactly constant weight" in page
