@@ -523,5 +523,5 @@ def test_the_document_states_the_sweeps_contract(client):
         refused = doc["paths"][path]["post"]["responses"]["422"]
         assert "resource_limit" in refused["description"]
         assert refused["content"]["application/json"]["schema"]["$ref"].endswith("RefusedSpec")
-    assert schemas["ResourceLimitError"]["properties"]["type"] == {"const": "resource_limit"}
-    assert schemas["DatasetSizeError"]["properties"]["type"] == {"const": "dataset_size"}
+    assert schemas["ResourceLimitError"]["properties"]["type"]["const"] == "resource_limit"
+    assert schemas["DatasetSizeError"]["properties"]["type"]["const"] == "dataset_size"
