@@ -1,13 +1,16 @@
 """decaylab.Client against real API and worker processes (with a bearer token)."""
 
+import io
 import os
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
+from tqdm import tqdm
 
 import decaylab
+from decaylab.client import Event, _Progress
 from server.processes import Processes
 
 TOKEN = "client-s3cret"
@@ -221,3 +224,41 @@ def test_runs_as_a_table_filtered_short_reprs_and_compare_in_the_order_given(ser
     )
     header = next(line for line in cli.stdout.splitlines() if "(wd" in line)
     assert header.index(f"run {ids[0]} ") < header.index(f"run {ids[1]} ")
+
+
+def test_the_progress_rate_counts_neither_the_queue_nor_replayed_epochs():
+    """A run's bar, fed its events on a clock of our own: 100 s queued behind another run, then
+    two epochs in 4 s, watched from the start (and a finished run watched afterwards, its
+    stored epochs replayed at once)."""
+    now = [1000.0]
+    out = io.StringIO()
+    bar = tqdm(desc="run 1", unit="epoch", file=out, mininterval=0, ascii=True)
+    bar._time = lambda: now[0]
+    bar.reset()
+    shown = _Progress(bar)
+
+    def status(name: str, done: int) -> Event:
+        return Event("status", {"run_id": 1, "status": name, "epochs": 4, "epochs_done": done})
+
+    def epoch(number: int) -> Event:
+        data = {"epoch": number, "train_loss": 1.0, "test_accuracy": 0.5, "constant_mean": 3.0}
+        return Event("epoch", data)
+
+    shown.show(status("queued", 0))
+    now[0] += 100  # in the queue
+    shown.show(status("running", 0))
+    for number in (1, 2):
+        now[0] += 2
+        shown.show(epoch(number))
+    assert bar.format_dict["elapsed"] == pytest.approx(4)
+    last = out.getvalue().replace("\r", "\n").strip().splitlines()[-1]
+    # 2 epochs in 4 s: 2 s an epoch, 4 s left (counting the queue: 51 s an epoch, 102 s left).
+    assert "2/4 [00:04<00:04,  2.00s/epoch" in last, last
+
+    # A run already finished: its stored epochs come at once, and no rate is claimed for them.
+    replay = tqdm(desc="run 2", unit="epoch", file=io.StringIO(), mininterval=0)
+    replay._time = lambda: now[0]
+    replay.reset()
+    shown = _Progress(replay)
+    shown.show(Event("status", {"run_id": 2, "status": "succeeded", "epochs": 4, "epochs_done": 4}))
+    assert replay.format_dict["n"] - replay.format_dict["initial"] == 0
