@@ -32,6 +32,8 @@ BUSY_TIMEOUT_SECONDS = 30.0
 # PostgreSQL ends a write transaction that waits this long for its client's next statement
 # (a frozen or vanished client; ours send theirs back to back), so its row locks are released.
 STALLED_WRITE_SECONDS = 10.0
+# anyio's default thread limiter: how many sync routes the API runs at once.
+SQLITE_POOL_SIZE = 40
 # Any fixed number: the key of the advisory lock PostgreSQL migrations take.
 _MIGRATION_LOCK_KEY = 0x0DECA1AB
 
@@ -46,7 +48,15 @@ def make_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
+    engine = create_engine(
+        url,
+        connect_args={"timeout": BUSY_TIMEOUT_SECONDS},
+        # As many connections kept open as the API's thread pool serves requests at once: with
+        # SQLAlchemy's default of 5, every request past the fifth under load opened a connection
+        # (four PRAGMAs) and closed it again. An SQLite connection is a file handle and a cache.
+        pool_size=SQLITE_POOL_SIZE,
+        max_overflow=SQLITE_POOL_SIZE // 2,
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -9,7 +9,9 @@ drawing and the page panels that show it. From it come:
   negotiated by ``format`` or ``Accept``; its PNG twin ``<path>.png``; its OpenAPI entry, with
   the function's name as the operation id;
 - its answer cache and ETag (:class:`ViewCache`): an answer is computed once per (view, stamp of
-  its runs, query) and then served from memory; a 304 costs one small query;
+  its runs, query) and then served from memory; a 304 costs one small query. The route is
+  async and does its blocking part (the read session, the stamp, a computation on a miss) in
+  one call to the thread pool: FastAPI would spend a hop there on each sync dependency;
 - the pages' figure panels and download links (:func:`panels`);
 - the client's methods and the CLI's ``export --view`` choices: ``python -m
   server.views.registry`` writes them as the plain table ``decaylab/views.py`` (the client
@@ -28,19 +30,21 @@ import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from cachetools import LRUCache
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from server.api.deps import database_of
 from server.api.etag import matches
 from server.core.schemas import ErrorOut, RunStatus
 from server.store import crud
 from server.store.lifecycle import FINISHED
 from server.views import tables
-from server.views.figures.answer import CSV, PNG, PNG_RESPONSE, VARY, AnswerDep
+from server.views.figures.answer import CSV, PNG, PNG_RESPONSE, VARY, Answer, AnswerDep
 from server.views.figures.render import Draw
 
 # The modules whose ``@view`` declarations make up the API's views, in the order of the
@@ -196,14 +200,6 @@ class ViewCache:
         return int(self._cache.currsize)
 
 
-def get_view_cache(request: Request) -> ViewCache:
-    """The app's view cache (made by create_app)."""
-    return request.app.state.view_cache
-
-
-ViewCacheDep = Annotated[ViewCache, Depends(get_view_cache)]
-
-
 def _frozen(value: Any) -> Hashable:
     if isinstance(value, list | tuple):
         return tuple(_frozen(v) for v in value)
@@ -226,21 +222,21 @@ def _etag(key: Hashable, form: Hashable) -> str:
     return f'"{digest.hexdigest()}"'
 
 
-def _serve(
-    view: View,
-    arguments: dict[str, Any],
-    answer: Any,
-    cache: ViewCache,
-    request: Request,
-) -> Response:
-    """The view's answer in the request's format: from the cache, or computed once."""
-    session: Session = arguments["session"]
+def _serve(view: View, arguments: dict[str, Any], answer: Answer, request: Request) -> Response:
+    """The view's answer in the request's format: from the cache, or computed once. Runs in a
+    worker thread, in a read session of its own (the view function's ``session``)."""
+    with database_of(request).reader() as session:
+        return _respond(view, arguments | {"session": session}, answer, request)
+
+
+def _respond(view: View, arguments: dict[str, Any], answer: Answer, request: Request) -> Response:
+    cache: ViewCache = request.app.state.view_cache
     query = tuple(
         (name, _frozen(value))
         for name, value in sorted(arguments.items())
         if name in view.parameters or name == SUBJECT_PARAMETER[view.subject]
     )
-    key = (view.name, _stamp(view, session, arguments), query)
+    key = (view.name, _stamp(view, arguments["session"], arguments), query)
     form = (answer.format, answer.options if answer.format == "png" else None)
     headers = VARY | {"ETag": _etag(key, form)}
     if_none_match = request.headers.get("if-none-match")
@@ -299,22 +295,21 @@ def view(
             function=function,
         )
 
-        def endpoint(
-            *, _answer: AnswerDep, _cache: ViewCacheDep, _request: Request, **arguments: Any
-        ) -> Response:
-            return _serve(declared, arguments, _answer, _cache, _request)
+        async def endpoint(*, _answer: AnswerDep, _request: Request, **arguments: Any) -> Response:
+            return await run_in_threadpool(_serve, declared, arguments, _answer, _request)
 
         endpoint.__name__ = function.__name__
         endpoint.__doc__ = function.__doc__
         extra = [
             inspect.Parameter("_answer", inspect.Parameter.KEYWORD_ONLY, annotation=AnswerDep),
-            inspect.Parameter("_cache", inspect.Parameter.KEYWORD_ONLY, annotation=ViewCacheDep),
             inspect.Parameter("_request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
         ]
+        # The function's parameters but its session, which _serve opens.
         endpoint.__signature__ = signature.replace(  # type: ignore[attr-defined]
             parameters=[
                 p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
                 for p in signature.parameters.values()
+                if p.name != "session"
             ]
             + extra,
             return_annotation=Response,

@@ -1,22 +1,20 @@
 """Content negotiation for the analysis views: JSON, the same data as a PNG, or as a CSV table.
 
-A route reads its data and returns ``answer(data, draw, *args)``: the data itself (FastAPI
-serialises it as JSON), the figure ``draw`` makes of it through the render cache when the
-request asks for a PNG, or its tidy table (server/views/tables.py) when it asks for CSV. ``format``
-wins over ``Accept``."""
+:class:`Answer` is what a request asks for: its format (``format`` wins over ``Accept``), the
+figure's size and the renderer to draw it with; the view registry (server/views/registry.py)
+answers in that form. The PNG twins of the views are here too."""
 
 import copy
 import re
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Query, Request, Response
-from pydantic import BaseModel
+from fastapi import Depends, Query, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.views import tables
 from server.views.figures.draw import FigureOptions
-from server.views.figures.render import Draw, RendererDep
+from server.views.figures.render import Renderer, RendererDep
 
 ResponseFormat = Literal["json", "png", "csv"]
 PNG = "image/png"
@@ -54,7 +52,7 @@ def _accept_quality(accept: str) -> dict[str, float]:
     return qualities
 
 
-def response_format(
+async def response_format(
     request: Request,
     format: Annotated[
         ResponseFormat | None,
@@ -67,7 +65,9 @@ def response_format(
     """``format``, else PNG or CSV when Accept ranks image/png (or image/*) or text/csv above
     application/json (PNG first on a tie between them).
 
-    Ties and ``*/*`` (curl, browsers opening the URL) mean JSON, the views' first form."""
+    Ties and ``*/*`` (curl, browsers opening the URL) mean JSON, the views' first form. Async,
+    as the other light dependencies: FastAPI runs a plain ``def`` in its thread pool, a hop that
+    costs more than the work."""
     if format is not None:
         return format
     quality = _accept_quality(request.headers.get("accept", ""))
@@ -84,26 +84,20 @@ FormatDep = Annotated[ResponseFormat, Depends(response_format)]
 OptionsDep = Annotated[FigureOptions, Query()]
 
 
+@dataclass(frozen=True)
 class Answer:
     """The request's format and figure options, and the renderer to draw with."""
 
-    def __init__(self, format: FormatDep, options: OptionsDep, renderer: RendererDep) -> None:
-        self.format = format
-        self.options = options
-        self.renderer = renderer
-
-    def __call__(self, data: BaseModel, draw: Draw, *args: Hashable) -> Response:
-        if self.format == "json":
-            # Serialised by pydantic-core in one go: FastAPI would validate the model again
-            # first, which for a comparison of many runs costs more than reading it.
-            return Response(data.model_dump_json(), media_type="application/json", headers=VARY)
-        if self.format == "csv":
-            return Response(tables.csv_text(data), media_type=CSV, headers=VARY)
-        png = self.renderer.render(draw, data, self.options, *args)
-        return Response(png, media_type=PNG, headers=VARY)
+    format: ResponseFormat
+    options: FigureOptions
+    renderer: Renderer
 
 
-AnswerDep = Annotated[Answer, Depends()]
+async def requested_answer(format: FormatDep, options: OptionsDep, renderer: RendererDep) -> Answer:
+    return Answer(format, options, renderer)
+
+
+AnswerDep = Annotated[Answer, Depends(requested_answer)]
 
 
 # --- PNG twins: every view with a figure is also an operation of its own that answers only PNG

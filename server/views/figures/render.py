@@ -105,7 +105,7 @@ class Renderer:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def get_renderer(request: Request) -> Renderer:
+async def get_renderer(request: Request) -> Renderer:
     """The app's renderer: made by create_app, closed when the app shuts down."""
     return request.app.state.renderer
 
