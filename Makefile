@@ -35,8 +35,12 @@ $(DEV_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 run: $(RUN_STAMP) ## serve the API and one worker (SQLite under ./data); Ctrl-C stops both; the CLI is .venv/bin/decaylab
 	$(PY) scripts/run_all.py
 
-test: lint ## ruff, then the whole pytest suite
-	$(PY) -m pytest -q
+# Two test processes (pytest-xdist; more on a larger machine); tests sharing a module fixture
+# stay together (tests/conftest.py: pytest_collection_modifyitems).
+TEST_PROCESSES ?= auto --maxprocesses 4
+
+test: lint ## ruff, then the whole pytest suite (in parallel: docs/testing.md)
+	$(PY) -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup
 
 lint: $(DEV_STAMP) ## ruff check
 	$(PY) -m ruff check decaylab server worker tests benchmarks scripts

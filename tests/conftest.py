@@ -69,9 +69,28 @@ BACKENDS = {
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Before the test modules import torch, and inherited by every process a test starts: the
+    # suite runs pytest, APIs and workers side by side (two test processes at once under `make
+    # test`) on as few as two cores, where OpenMP's spinning threads would fight over them.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
     config.addinivalue_line(
         "markers", "backends(*names): run the test once per database backend (db_url fixture)"
     )
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """For `make test`'s two processes (pytest-xdist, ``--dist loadgroup``): the tests of a
+    module that share a module-scoped fixture (a `make run`, a browser, a cluster) run in one
+    process, so that it starts once; every other test goes wherever a process is free. Slow
+    tests first, so that the processes end together rather than one waiting on the other's
+    last long test (without xdist, only the order changes)."""
+    for item in items:
+        fixtures = item._fixtureinfo.name2fixturedefs.values()  # type: ignore[attr-defined]
+        if any(defs[-1].scope == "module" for defs in fixtures):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

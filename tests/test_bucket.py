@@ -169,7 +169,7 @@ def test_a_killed_workers_run_is_finished_by_a_worker_sharing_only_database_and_
     bucket = s3_server.create_bucket()
     url = f"s3://{bucket}/lab"
     procs = Processes(tmp_path, lease_seconds="2", database_url=db_url, artifact_url=url)
-    procs.env |= s3_server.env | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    procs.env |= s3_server.env
     db = Database(db_url)
     try:
         procs.start_server()

@@ -98,8 +98,6 @@ def cluster(postgres, tmp_path_factory) -> Iterator[Cluster]:
     """One API and four `python -m worker` processes on a fresh PostgreSQL database."""
     url = postgres.create()
     procs = Processes(tmp_path_factory.mktemp("cluster"), database_url=url, lease_seconds="3")
-    # Five processes share two cores: one thread each keeps any of them from starving.
-    procs.env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     db = Database(url)
     try:
         procs.start_server()

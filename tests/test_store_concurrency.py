@@ -15,7 +15,8 @@ from server.store import crud, jobs
 from server.store.db import Database
 from server.views import analysis
 
-pytestmark = pytest.mark.backends("sqlite", "postgresql")
+# Slow: several processes contend for one database for seconds.
+pytestmark = [pytest.mark.slow, pytest.mark.backends("sqlite", "postgresql")]
 
 SPEC = RunSpec(dataset="synthetic", hidden_sizes=[8], epochs=2, tolerances=[0, 0.1])
 TENSORS = [
