@@ -1,6 +1,7 @@
-"""The OpenAPI document is the contract: Schemathesis, with every check, against a real API and
-worker (`processes`) on SQLite and PostgreSQL; and a client generated from the document by
-openapi-python-client that calls every operation, PNG, HTML, binary and error answers included.
+"""The OpenAPI document is the contract: Schemathesis, with every check, against a real API
+(`processes`, its runs and sweep trained by a real worker) on SQLite and PostgreSQL; and a client
+generated from the document by openapi-python-client that calls every operation, PNG, HTML,
+binary and error answers included.
 
 Both are bounded (a fixed seed, a fixed number of examples per operation) to stay within about a
 minute each; `-m "not slow"` leaves them out."""
@@ -79,11 +80,13 @@ def schemathesis(
 
 @pytest.fixture
 def served(processes: Processes, tiny_spec, tmp_path: Path) -> Processes:
-    """A real API and worker, with one finished run (results, snapshots) and a finished sweep
-    of two groups (weight decay 0 and 0.001) for the links."""
+    """A real API, with one finished run (results, snapshots) and a finished sweep of two
+    groups (weight decay 0 and 0.001) for the links, trained by a real worker that then stops:
+    what the tests submit stays queued, so that no answer depends on how far a worker got (and
+    no training slows the API down while Schemathesis times it)."""
     processes.env |= {f"DECAYLAB_{k.upper()}": v for k, v in SMALL.items()}
     processes.start_server()
-    processes.start_worker()
+    worker = processes.start_worker()
     run = processes.api("POST", "/runs", json=TINY | {"epochs": 2, "keep_snapshots": True})
     assert run.status_code == 201, run.text
     assert processes.wait_finished(run.json()["id"], timeout=120)["status"] == "succeeded"
@@ -100,6 +103,7 @@ def served(processes: Processes, tiny_spec, tmp_path: Path) -> Processes:
     assert sweep.status_code == 201, sweep.text
     for member in sweep.json()["runs"]:
         assert processes.wait_finished(member["id"], timeout=120)["status"] == "succeeded"
+    assert processes.stop(worker) == 0, processes.logs()
     return processes
 
 
