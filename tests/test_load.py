@@ -1,4 +1,4 @@
-"""Load, the short version: 20 clients, 2 s a phase, against real processes on SQLite: no
+"""Load, the short version: 20 clients, 1 s a phase, against real processes on SQLite: no
 errors, and every phase (the /health floor, each read alone, the read mix, the mix) measured.
 
 The long version (50 clients, 20 s a phase) is `python benchmarks/load_test.py`; its figures are
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_twenty_clients_in_every_phase_meet_no_error(tmp_path):
     out = tmp_path / "load.json"
     script = ROOT / "benchmarks" / "load_test.py"
-    args = [sys.executable, str(script), "--clients", "20", "--seconds", "2", "--json", str(out)]
+    args = [sys.executable, str(script), "--clients", "20", "--seconds", "1", "--json", str(out)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(out.read_text())
