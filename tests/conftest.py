@@ -541,6 +541,18 @@ def has_colour(rgb: np.ndarray, colour: tuple[float, ...], slack: int = 6) -> bo
     return bool((np.abs(rgb - target) <= slack).all(axis=1).sum() >= 20)
 
 
+def json_links(client: TestClient, page: str) -> list[str]:
+    """The page's "As JSON" links, each checked to answer JSON."""
+    line = re.search(r'<p class="downloads">As JSON:(.*?)</p>', page, re.S)
+    assert line is not None, page
+    links = [href.replace("&amp;", "&") for href in re.findall(r'href="([^"]+)"', line[1])]
+    for href in links:
+        answer = client.get(href)
+        assert answer.status_code == 200, href
+        assert answer.headers["content-type"] == "application/json", href
+    return links
+
+
 def strip_run(view: dict[str, Any]) -> dict[str, Any]:
     """A results view without what differs between two runs of one spec (id, timings)."""
     return {k: v for k, v in view.items() if k not in ("run_id", "epoch_seconds")}

@@ -5,6 +5,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from conftest import json_links
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
@@ -106,6 +107,11 @@ def test_the_run_page_shows_the_json_views_numbers_and_figures(client, play):
     # Stored without dead units and the spectrum: the section says so, no broken image.
     assert 'id="h-why"' in page and 'id="why-missing"' in page
     assert "trained before decaylab recorded" in page and "/units" not in page
+    # As JSON: the run and each view its figures show, from the registry, each answering.
+    assert json_links(client, page) == [
+        f"/runs/{played.run_id}",
+        *(f"/runs/{played.run_id}/{name}" for name in ("metrics", "constancy", "weights")),
+    ]
 
 
 def test_the_run_page_shows_why_weights_stay_constant(client, play, tiny_spec):
@@ -144,6 +150,8 @@ def test_the_run_page_shows_why_weights_stay_constant(client, play, tiny_spec):
     for href, fmt in downloads:
         answer = client.get(href)
         assert answer.status_code == 200 and fmt in answer.headers["content-type"], href
+    # As JSON: the why-section's views too, once the run has them.
+    assert json_links(client, page)[-2:] == [f"/runs/{run_id}/units", f"/runs/{run_id}/spectrum"]
     # The live part carries the section too (a new epoch updates it).
     live = client.get(f"/ui/runs/{run_id}", params={"part": "live"}).text
     assert 'id="dead-units-table"' in live and f"/runs/{run_id}/spectrum?format=png" in live

@@ -4,6 +4,7 @@ new-sweep form's errors beside their fields with nothing stored, cancel and dele
 import random
 import re
 
+from conftest import json_links
 from sqlalchemy import func, select
 from test_sweeps import BASE, train_all
 
@@ -95,6 +96,14 @@ def test_the_sweep_page_shows_the_json_views_numbers_and_figures(client, db):
         assert answer.status_code == 200 and fmt in answer.headers["content-type"], href
     # A tolerance and a layer chosen in the page: the table and figures follow.
     one = client.get(f"/ui/sweeps/{sweep['id']}", params={"tol": 0.01, "scope": 1}).text
+    # As JSON: the sweep and each view its figures show, at the page's choices they take.
+    sid = sweep["id"]
+    assert json_links(client, one) == [
+        f"/sweeps/{sid}",
+        f"/sweeps/{sid}/constancy?scope=1&tol=0.01",
+        f"/sweeps/{sid}/metrics",
+        f"/sweeps/{sid}/summary?scope=1&tol=0.01",
+    ]
     assert one.count('<tbody class="group"') == 1 and "scope=1&amp;tol=0.01" in one
     view = client.get(f"/sweeps/{sweep['id']}/constancy", params={"scope": 1, "tol": 0.01})
     mean = view.json()["groups"][1]["mean"][-1]

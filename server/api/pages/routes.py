@@ -353,6 +353,28 @@ class Figure:
         return _url(self.path, **self.query, format=fmt)
 
 
+@dataclass(frozen=True)
+class Download:
+    """A view's JSON, linked beside a page's own (the run, the sweep)."""
+
+    name: str
+    summary: str
+    url: str
+
+
+def downloads(shown: Sequence[Figure], **chosen: Any) -> list[Download]:
+    """The JSON of each view among the figures ``shown``, once, in their order, with the
+    page's choices it takes (``scope``, ``tol``) but not a panel's fixed query (JSON has every
+    metric and scope a panel picks from)."""
+    found: dict[str, Download] = {}
+    for figure in shown:
+        view = registry.VIEWS[figure.view]
+        query = {k: v for k, v in chosen.items() if k in view.parameters}
+        name = view.name.removeprefix("sweep_")
+        found.setdefault(view.name, Download(name, view.summary, _url(figure.path, **query)))
+    return list(found.values())
+
+
 def figures(
     place: registry.Place,
     subject: int | Sequence[int],
@@ -437,14 +459,17 @@ def _run_live_context(session: Session, run_row: Run) -> dict[str, Any]:
     run = runs_api.run_out(run_row)
     metrics = analysis.metrics(session, run_row)
     constancy = analysis.constancy_all(session, run_row)
+    shown = figures("run", run.id)
+    why = _mechanism(session, run_row, run) if metrics.epochs else None
     return {
         "run": run,
         "live": run.status in LIVE,
         "metrics": metrics,
         "constancy": constancy,
         "last": _last_epoch_table(constancy),
-        "figures": figures("run", run.id) if metrics.epochs else [],
-        "why": _mechanism(session, run_row, run) if metrics.epochs else None,
+        "figures": shown if metrics.epochs else [],
+        "why": why,
+        "downloads": downloads(shown + (why.figures if isinstance(why, Mechanism) else [])),
         "version": _version([run]),
         "timing": _timing(run, metrics),
     }
