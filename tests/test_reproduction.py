@@ -300,12 +300,14 @@ def test_the_markdown_and_the_page_show_the_jsons_numbers(client, db):
     assert page.status_code == 200
     html_rows = dict(re.findall(r'<tr data-claim="([^"]+)">(.*?)</tr>', page.text, re.S))
     assert len(md) == len(html_rows) == len(report["claims"])
+    cut = 0
     for claim in report["claims"]:
-        interval = (
-            f"[{number(claim['ci_low'])}, {number(claim['ci_high'])}]"
-            if claim["ci_low"] is not None
-            else "— (one seed)"
-        )
+        low, high = claim["ci_low"], claim["ci_high"]
+        interval = "— (one seed)" if low is None else f"[{number(low)}, {number(high)}]"
+        # A percentage's interval is shown within 0–100, marked (the JSON keeps the t interval).
+        if claim["unit"] == "%" and low is not None and (low < 0 or high > 100):
+            interval = f"[{number(max(low, 0.0))}, {number(min(high, 100.0))}]*"
+            cut += 1
         shown = [
             claim["published"],
             number(claim["mean"]),
@@ -313,11 +315,15 @@ def test_the_markdown_and_the_page_show_the_jsons_numbers(client, db):
             str(claim["n"]),
             claim["verdict"],
         ]
-        assert [md[claim["measure"]][i] for i in (2, 3, 4, 5, 6)] == shown
         assert _cells(html_rows[claim["id"]])[2:7] == shown
+        shown[2] = interval.rstrip("*")  # the Markdown's cells are read without their stars
+        assert [md[claim["measure"]][i] for i in (2, 3, 4, 5, 6)] == shown
+    assert cut > 0  # random percentages over two seeds: some intervals reach past 0 or 100
+    assert ('id="cut-note"' in page.text) and ("* The interval is cut" in markdown.text)
     for figure in report["figures"]:
         assert f"]({figure['file']})" in markdown.text
-        assert html.escape(figure["url"]) in page.text
+        # Drawn at the size it is shown (ui.js asks for its box's pixels), as on every page.
+        assert f'data-src="{html.escape(figure["url"])}"' in page.text
     # The sweep page links to the report.
     assert f"/ui/sweeps/{sweep_id}/reproduction" in client.get(f"/ui/sweeps/{sweep_id}").text
 

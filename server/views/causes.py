@@ -17,6 +17,7 @@ for it (``causes``: true; it costs a few % of an epoch) count them; others, and 
 before decaylab counted them, answer NotComputed (404) saying so.
 """
 
+import math
 from collections import defaultdict
 
 from pydantic import BaseModel, Field
@@ -143,25 +144,37 @@ SERIES = (
 )
 
 
-def _shares(weight: WeightCauses) -> str:
-    """Over all epochs: what share of the constant weights each cause has."""
+def _shares(weight: WeightCauses, chars: int) -> str:
+    """Over all epochs: what share of the constant weights each cause has, in lines of at most
+    ``chars`` characters (a panel of a figure shown small has room for less)."""
     total = sum(weight.constant)
     if not total:
         return "none constant"
     dead = sum(weight.in_dead_unit)
     pairs = sum(weight.no_gradient) - dead
     rounded = sum(weight.rounded)
-    return (
-        f"dead units {100 * dead / total:.0f}% · dead pairs {100 * pairs / total:.0f}%"
-        f" · rounded {100 * rounded / total:.0f}%"
-    )
+    parts = [
+        f"dead units {100 * dead / total:.0f}%",
+        f"dead pairs {100 * pairs / total:.0f}%",
+        f"rounded {100 * rounded / total:.0f}%",
+    ]
+    lines = [parts[0]]
+    for part in parts[1:]:
+        if len(lines[-1]) + len(" · ") + len(part) <= chars:
+            lines[-1] += f" · {part}"
+        else:
+            lines.append(part)
+    return "\n".join(lines)
 
 
 def draw_causes(data: CausesOut, options: FigureOptions, label: str) -> bytes:
     """One panel per weight matrix: its exactly constant weights and their causes, in % of it;
     the panel's title gives each cause's share of all epochs' constant weights."""
     title = f"{label}\nwhy weights stay exactly constant: no gradient, or rounded away"
-    fig, axes = new_figure(options, len(data.weights) or 1, title)
+    panels = len(data.weights) or 1
+    fig, axes = new_figure(options, panels, title)
+    # new_figure's near-square grid: a panel's title has a column's share of the width.
+    chars = options.chars_per_line() // math.ceil(math.sqrt(panels))
     empty = not data.epochs
     colours = series_colours(len(SERIES))
     for ax, weight in zip(axes, data.weights, strict=False):
@@ -170,7 +183,10 @@ def draw_causes(data: CausesOut, options: FigureOptions, label: str) -> bytes:
             values = getattr(weight, field)
             plot_line(ax, data.epochs, [100 * c / n for c in values], text, colour, style)
         finish_panel(
-            ax, f"layer {weight.layer} ({n:,} weights)\n{_shares(weight)}", "% of weights", empty
+            ax,
+            f"layer {weight.layer} ({n:,} weights)\n{_shares(weight, chars)}",
+            "% of weights",
+            empty,
         )
     if data.weights:
         add_legend(fig, axes[0])

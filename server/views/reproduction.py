@@ -465,9 +465,30 @@ def reproduction(session: Session, sweep: Sweep) -> ReproductionOut:
 # --- Markdown ---
 
 
+# Shown under a report whose percentages' intervals are cut, as the sweep page says it.
+CUT_NOTE = (
+    "* The interval is cut to 0–100%, the values a percentage can take: with few seeds the t "
+    "interval reaches past them (the JSON gives it uncut)."
+)
+
+
+def is_cut(claim: ClaimCheck) -> bool:
+    """Whether a percentage's t interval reaches past 0 or 100 (its text then is cut)."""
+    return (
+        claim.unit == "%"
+        and claim.ci_low is not None
+        and claim.ci_high is not None
+        and (claim.ci_low < 0 or claim.ci_high > 100)
+    )
+
+
 def interval_text(claim: ClaimCheck) -> str:
-    if claim.ci_low is None:
+    """The interval as the page and the Markdown show it: a percentage's cut to 0–100 (marked
+    with *), the verdict's own interval left as it is in the JSON."""
+    if claim.ci_low is None or claim.ci_high is None:
         return "— (one seed)"
+    if is_cut(claim):
+        return f"[{number(max(claim.ci_low, 0.0))}, {number(min(claim.ci_high, 100.0))}]*"
     return f"[{number(claim.ci_low)}, {number(claim.ci_high)}]"
 
 
@@ -512,6 +533,8 @@ def markdown(report: ReproductionOut) -> str:
             f"| {claim.measure} | {claim.unit} | {claim.published} | {number(claim.mean)} | "
             f"{interval_text(claim)} | {claim.n} | **{claim.verdict}** |"
         )
+    if any(is_cut(claim) for claim in report.claims):
+        lines += ["", CUT_NOTE]
     lines += ["", "## Figures", ""]
     for figure in report.figures:
         lines += [f"![{figure.caption}]({figure.file})", "", f"*{figure.caption}*", ""]

@@ -19,4 +19,5 @@ def reproduction_page(request: Request, sweep_id: SweepId, session: SessionDep) 
         report=report,
         number=reproduction.number,
         interval=reproduction.interval_text,
+        cut=reproduction.CUT_NOTE if any(map(reproduction.is_cut, report.claims)) else None,
     )
