@@ -230,6 +230,7 @@ def _sweep_live_context(
         assert isinstance(view, SweepConstancyAllOut)
         if tol is not None and tol not in view.tolerances:
             raise NotComputed(f"the runs share no tolerance {tol:g}; they share {view.tolerances}")
+    shown = _figures(row.id, tol, scope, view is not None and _every_group_started(view))
     return {
         "sweep": sweep,
         "by": by,
@@ -240,12 +241,8 @@ def _sweep_live_context(
         "missing": missing,
         "tolerances": view.tolerances if view else _shared_tolerances(sweep),
         "table": _groups_table(view, tol) if view else [],
-        "figures": _figures(row.id, tol, scope, _every_group_started(view)) if view else [],
-        "downloads": downloads(
-            _figures(row.id, tol, scope, view is not None and _every_group_started(view)),
-            scope=scope,
-            tol=tol,
-        ),
+        "figures": shown if view else [],
+        "downloads": downloads(shown, scope=scope, tol=tol),
         "version": _version(sweep.runs),
         "tol": tol,
         "scope": scope,
