@@ -33,6 +33,7 @@ from server.core.schemas import (
 )
 from server.store.models import Run, Sweep
 from server.views import sweeps
+from server.views.figures.draw import PERCENT_BOUNDS
 
 # The tolerances the claims are about (the figures' 2 × 2 grid); "small" ones are all but 0.1.
 TOLERANCES = (0.0, 0.001, 0.01, 0.1)
@@ -478,7 +479,7 @@ def is_cut(claim: ClaimCheck) -> bool:
         claim.unit == "%"
         and claim.ci_low is not None
         and claim.ci_high is not None
-        and (claim.ci_low < 0 or claim.ci_high > 100)
+        and (claim.ci_low < PERCENT_BOUNDS[0] or claim.ci_high > PERCENT_BOUNDS[1])
     )
 
 
@@ -488,7 +489,8 @@ def interval_text(claim: ClaimCheck) -> str:
     if claim.ci_low is None or claim.ci_high is None:
         return "— (one seed)"
     if is_cut(claim):
-        return f"[{number(max(claim.ci_low, 0.0))}, {number(min(claim.ci_high, 100.0))}]*"
+        low, high = PERCENT_BOUNDS
+        return f"[{number(max(claim.ci_low, low))}, {number(min(claim.ci_high, high))}]*"
     return f"[{number(claim.ci_low)}, {number(claim.ci_high)}]"
 
 
