@@ -2,7 +2,7 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -310,29 +310,45 @@ class MetricsOut(BaseModel):
     epoch_seconds: list[float] = _d("Wall-clock seconds each epoch took.")
 
 
-class LayerConstancy(BaseModel):
+class MeasuredTensor(BaseModel):
+    """One of the tensors the engine measures, as every per-layer view names it."""
+
     index: int = _d("Position among the measured tensors, layer 0 (the input layer) first.")
     name: str = _d("The tensor's state_dict name, e.g. layers.0.weight.")
     parameters: int = _d("Weights in the tensor.")
     shape: list[int] = _d("The tensor's shape: [out, in] for a weight matrix, [out] for a bias.")
+
+
+class LayerConstancy(MeasuredTensor):
     percent: list[float] = _d(PERCENTS + " (epoch e: the change from e-1 to e).")
 
 
-class ConstancyOut(BaseModel):
+AtOneTolerance = TypeVar("AtOneTolerance", bound=BaseModel)
+
+
+class AtEveryTolerance(BaseModel, Generic[AtOneTolerance]):
+    """A view at every tolerance it answers: a subclass names its view's keys first (its
+    fields come before these in the JSON) and says in its docstring which tolerances."""
+
+    tolerances: list[float] = _d("The tolerances answered, ascending.")
+    results: list[AtOneTolerance] = _d("One view per tolerance, in that order.")
+
+
+class _ConstancyKeys(BaseModel):
     run_id: int = _d("The run.")
-    tolerance: float = _d("The tolerance the percentages are at (one of the spec's).")
     basis: str = _d("The spec's basis: w_ref is w_(e-1) (previous) or w_e (next).")
+
+
+class ConstancyOut(_ConstancyKeys):
+    tolerance: float = _d("The tolerance the percentages are at (one of the spec's).")
     epochs: list[int] = _d("Epochs measured, 1..epochs_done.")
     layers: list[LayerConstancy] = _d("Every measured tensor (biases too, with include_biases).")
     mean: list[float] = _d("Per epoch, the unweighted mean of the weight matrices' percent.")
     last_two_mean: list[float] = _d("Per epoch, the mean of the last two weight matrices.")
 
 
-class ConstancyAllOut(BaseModel):
-    run_id: int = _d("The run.")
-    basis: str = _d("The spec's basis: w_ref is w_(e-1) (previous) or w_e (next).")
-    tolerances: list[float] = _d("The spec's tolerances, ascending.")
-    results: list[ConstancyOut] = _d("One view per tolerance, in that order.")
+class ConstancyAllOut(AtEveryTolerance[ConstancyOut], _ConstancyKeys):
+    """A run's constancy at each of its spec's tolerances."""
 
 
 class CompareRun(BaseModel):
@@ -350,23 +366,20 @@ class CompareRun(BaseModel):
     percent: list[float] = _d(PERCENTS + ", for the scope asked for.")
 
 
-class CompareOut(BaseModel):
-    tolerance: float = _d("The tolerance compared.")
+class _CompareKeys(BaseModel):
     scope: str = _d("all (mean of all layers), last2 (of the last two) or a layer index.")
+
+
+class CompareOut(_CompareKeys):
+    tolerance: float = _d("The tolerance compared.")
     runs: list[CompareRun] = _d("One entry per run, in the order asked for.")
 
 
-class CompareAllOut(BaseModel):
-    scope: str = _d("all (mean of all layers), last2 (of the last two) or a layer index.")
-    tolerances: list[float] = _d("Every tolerance all the runs computed, ascending.")
-    results: list[CompareOut] = _d("One comparison per tolerance, in that order.")
+class CompareAllOut(AtEveryTolerance[CompareOut], _CompareKeys):
+    """The runs compared at every tolerance all of them computed."""
 
 
-class LayerWeightStats(BaseModel):
-    index: int = _d("Position among the measured tensors, layer 0 (the input layer) first.")
-    name: str = _d("The tensor's state_dict name, e.g. layers.0.weight.")
-    parameters: int = _d("Weights in the tensor.")
-    shape: list[int] = _d("The tensor's shape: [out, in] for a weight matrix, [out] for a bias.")
+class LayerWeightStats(MeasuredTensor):
     variance: list[float] = _d("Variance of the tensor's values per epoch, epoch 0 first.")
 
 
@@ -661,24 +674,21 @@ class GroupSeries(BaseModel):
     ci_high: list[float] | None = _d("Per epoch: the interval's high end. " + CI)
 
 
-class SweepConstancyOut(BaseModel):
-    """A sweep's groups at one tolerance."""
-
+class _SweepConstancyKeys(BaseModel):
     sweep_id: int = _d("The sweep.")
-    tolerance: float = _d("The tolerance.")
     scope: str = _d("all, last2 or a layer index.")
     by: list[str] = _d("The grid fields that define a group.")
+
+
+class SweepConstancyOut(_SweepConstancyKeys):
+    """A sweep's groups at one tolerance."""
+
+    tolerance: float = _d("The tolerance.")
     groups: list[GroupSeries] = _d("One entry per group.")
 
 
-class SweepConstancyAllOut(BaseModel):
+class SweepConstancyAllOut(AtEveryTolerance[SweepConstancyOut], _SweepConstancyKeys):
     """A sweep's groups at every tolerance its members share."""
-
-    sweep_id: int = _d("The sweep.")
-    scope: str = _d("all, last2 or a layer index.")
-    by: list[str] = _d("The grid fields that define a group.")
-    tolerances: list[float] = _d("The tolerances every member computed, ascending.")
-    results: list[SweepConstancyOut] = _d("One entry per tolerance.")
 
 
 class SeriesStats(BaseModel):
