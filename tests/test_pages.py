@@ -234,6 +234,22 @@ def test_cancel_and_delete_are_posts_and_refused_from_another_origin(client, tin
     assert client.get("/runs").json()["total"] == 0
 
 
+def test_a_delete_goes_back_to_the_page_it_came_from_unless_that_page_is_gone(client, tiny_spec):
+    for _ in range(12):
+        client.post("/runs", json=tiny_spec())
+    back = [  # (the run deleted, the page its button was on, where the answer goes)
+        (1, "/ui/runs/12", "/ui/runs/12"),  # 1 is a prefix of 12: run 12's page is not gone
+        (2, "/ui/runs?status=queued", "/ui/runs?status=queued"),
+        (3, "/ui/runs/3?part=live", "/ui/runs"),
+        (4, "/ui/runs/4/", "/ui/runs"),
+    ]
+    for run_id, came_from, location in back:
+        gone = client.post(f"/ui/runs/{run_id}/delete", data={"next": came_from},
+                           follow_redirects=False)  # fmt: skip
+        assert gone.status_code == 303 and gone.headers["location"] == location, came_from
+    assert client.get("/runs").json()["total"] == 8
+
+
 @pytest.fixture
 def guarded(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings.model_copy(update={"api_token": TOKEN}))) as client:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -252,27 +252,39 @@ def runs_list(
     )
 
 
-@router.post(f"{UI}/runs/{{run_id}}/cancel")
-def cancel(
-    run_id: RunId, session: WriteSessionDep, next: Annotated[str | None, Form()] = None
-) -> Response:
-    runs_api.cancel_run(run_id, session)
-    return RedirectResponse(_local(next, f"{UI}/runs/{run_id}"), status_code=303)
+def cancel_and_delete(
+    base: str,
+    item_id: Any,
+    cancel: Callable[[int, Session], object],
+    delete: Callable[[int, Session, Settings], object],
+) -> None:
+    """The Cancel and Delete buttons of a run's or a sweep's pages (`base` is its list, the path
+    parameter `item_id` its id type): each form posts `next`, the page to go back to, which
+    after a delete is never the deleted item's own page."""
+
+    @router.post(f"{base}/{{item_id}}/cancel")
+    def cancel_form(
+        item_id: item_id, session: WriteSessionDep, next: Annotated[str | None, Form()] = None
+    ) -> Response:
+        cancel(item_id, session)
+        return RedirectResponse(_local(next, f"{base}/{item_id}"), status_code=303)
+
+    @router.post(f"{base}/{{item_id}}/delete")
+    def delete_form(
+        item_id: item_id,
+        session: WriteSessionDep,
+        settings: SettingsDep,
+        next: Annotated[str | None, Form()] = None,
+    ) -> Response:
+        delete(item_id, session, settings)
+        target = _local(next, base)
+        own = f"{base}/{item_id}"
+        path = urlsplit(target).path.rstrip("/")
+        gone = path == own or path.startswith(own + "/")
+        return RedirectResponse(base if gone else target, status_code=303)
 
 
-@router.post(f"{UI}/runs/{{run_id}}/delete")
-def delete(
-    run_id: RunId,
-    session: WriteSessionDep,
-    settings: SettingsDep,
-    next: Annotated[str | None, Form()] = None,
-) -> Response:
-    runs_api.delete_run(run_id, session, settings)
-    # Back to where the button was, unless that was the deleted run's own page.
-    target = _local(next)
-    return RedirectResponse(
-        f"{UI}/runs" if target.startswith(f"{UI}/runs/{run_id}") else target, status_code=303
-    )
+cancel_and_delete(f"{UI}/runs", RunId, runs_api.cancel_run, runs_api.delete_run)
 
 
 # --- new run -----------------------------------------------------------------------------

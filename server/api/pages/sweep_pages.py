@@ -6,7 +6,7 @@ cancel, delete and submit are form POSTs (refused cross-origin by the middleware
 import math
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Form, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -17,9 +17,9 @@ from server.api.pages.routes import (
     PER_PAGE,
     UI,
     Figure,
-    _local,
     _url,
     _version,
+    cancel_and_delete,
     downloads,
     figures,
     page,
@@ -148,25 +148,7 @@ def new_sweep(
 # --- cancel and delete --------------------------------------------------------------------
 
 
-@router.post(f"{SWEEPS}/{{sweep_id}}/cancel")
-def cancel(
-    sweep_id: SweepId, session: WriteSessionDep, next: Annotated[str | None, Form()] = None
-) -> Response:
-    sweeps_api.cancel_sweep(sweep_id, session)
-    return RedirectResponse(_local(next, f"{SWEEPS}/{sweep_id}"), status_code=303)
-
-
-@router.post(f"{SWEEPS}/{{sweep_id}}/delete")
-def delete(
-    sweep_id: SweepId,
-    session: WriteSessionDep,
-    settings: SettingsDep,
-    next: Annotated[str | None, Form()] = None,
-) -> Response:
-    sweeps_api.delete_sweep(sweep_id, session, settings)
-    target = _local(next, SWEEPS)
-    gone = target.startswith(f"{SWEEPS}/{sweep_id}")
-    return RedirectResponse(SWEEPS if gone else target, status_code=303)
+cancel_and_delete(SWEEPS, SweepId, sweeps_api.cancel_sweep, sweeps_api.delete_sweep)
 
 
 # --- sweep page ---------------------------------------------------------------------------
