@@ -3,7 +3,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from server.api.deps import SessionDep
+from server.api.deps import ReadTrip
 from server.core.schemas import ErrorOut, HealthOut
 
 router = APIRouter(tags=["health"])
@@ -19,8 +19,8 @@ def _check(session: Session) -> None:
 
 
 @router.get("/health", summary="Liveness: 200 once the database answers", responses=UNAVAILABLE)
-def health(session: SessionDep) -> HealthOut:
-    _check(session)
+async def health(trip: ReadTrip) -> HealthOut:
+    await trip(_check)
     return HealthOut(status="ok")
 
 
@@ -30,6 +30,6 @@ def health(session: SessionDep) -> HealthOut:
     response_class=Response,
     responses={200: {"description": "The database answers"}} | UNAVAILABLE,
 )
-def health_head(session: SessionDep) -> Response:
-    _check(session)
+async def health_head(trip: ReadTrip) -> Response:
+    await trip(_check)
     return Response()

@@ -2,8 +2,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
+from sqlalchemy.orm import Session
 
-from server.api.deps import AdmittedSpec, SessionDep, SettingsDep, WriteSessionDep
+from server.api.deps import (
+    AdmittedSpec,
+    ReadTrip,
+    SessionDep,
+    SettingsDep,
+    WriteSessionDep,
+    WriteTrip,
+)
 from server.api.routers.params import Limit, Offset, RunId
 from server.core.errors import NotComputed
 from server.core.schemas import (
@@ -35,9 +43,9 @@ def run_out(run: Run) -> RunOut:
     summary="Submit a training job (queued for a worker)",
     response_description="The run, with every default of its spec filled in",
 )
-def create_run(
+async def create_run(
     spec: AdmittedSpec,
-    session: WriteSessionDep,
+    trip: WriteTrip,
     response: Response,
     priority: Annotated[
         int,
@@ -48,28 +56,35 @@ def create_run(
         ),
     ] = 0,
 ) -> RunOut:
-    run = crud.create_run(session, spec, priority=priority)
-    session.commit()
+    def create(session: Session) -> RunOut:
+        run = crud.create_run(session, spec, priority=priority)
+        session.commit()
+        return run_out(run)
+
+    run = await trip(create)
     response.headers["Location"] = f"/runs/{run.id}"
-    return run_out(run)
+    return run
 
 
 @router.get("", summary="List runs, newest first")
-def list_runs(
-    session: SessionDep,
+async def list_runs(
+    trip: ReadTrip,
     status: Annotated[
         RunStatus | None, Query(description="Only runs in this status (default: all)")
     ] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> RunList:
-    total, runs = crud.list_runs(session, status, limit, offset)
-    return RunList(total=total, limit=limit, offset=offset, runs=[run_out(r) for r in runs])
+    def page(session: Session) -> RunList:
+        total, runs = crud.list_runs(session, status, limit, offset)
+        return RunList(total=total, limit=limit, offset=offset, runs=[run_out(r) for r in runs])
+
+    return await trip(page)
 
 
 @router.get("/{run_id}", summary="One run", responses=NOT_FOUND)
-def get_run(run_id: RunId, session: SessionDep) -> RunOut:
-    return run_out(crud.get_run(session, run_id))
+async def get_run(run_id: RunId, trip: ReadTrip) -> RunOut:
+    return await trip(lambda session: run_out(crud.get_run(session, run_id)))
 
 
 @router.patch(
