@@ -1,6 +1,7 @@
 """``python -m server``: serve the API with uvicorn on DECAYLAB_HOST:DECAYLAB_PORT."""
 
 import asyncio
+import gc
 import sys
 from types import FrameType
 
@@ -41,6 +42,11 @@ def main() -> None:
         app = create_app(settings)
     except ArtifactStoreError as exc:
         sys.exit(f"server: {exc}")
+    # What is built by now (modules, routes, schemas, pools: ~190,000 objects) lives as long as
+    # the process. Frozen out of the collector, a full collection walks only what requests
+    # leave behind (~20,000), and the load test's p95 and p99 drop by a fifth (benchmarks.md).
+    gc.collect()
+    gc.freeze()
     config = uvicorn.Config(
         app,
         host=settings.host,
