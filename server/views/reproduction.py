@@ -33,7 +33,7 @@ from server.core.schemas import (
 )
 from server.store.models import Run, Sweep
 from server.views import sweeps
-from server.views.figures.draw import PERCENT_BOUNDS
+from server.views.figures.draw import PERCENT_BOUNDS, cut_note
 
 # The tolerances the claims are about (the figures' 2 × 2 grid); "small" ones are all but 0.1.
 TOLERANCES = (0.0, 0.001, 0.01, 0.1)
@@ -466,11 +466,8 @@ def reproduction(session: Session, sweep: Sweep) -> ReproductionOut:
 # --- Markdown ---
 
 
-# Shown under a report whose percentages' intervals are cut, as the sweep page says it.
-CUT_NOTE = (
-    "* The interval is cut to 0–100%, the values a percentage can take: with few seeds the t "
-    "interval reaches past them (the JSON gives it uncut)."
-)
+# Shown under a report whose percentages' intervals are cut.
+CUT_NOTE = cut_note("seeds", "the JSON gives it uncut")
 
 
 def is_cut(claim: ClaimCheck) -> bool:

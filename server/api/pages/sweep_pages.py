@@ -34,6 +34,7 @@ from server.core.scope import describe
 from server.store.lifecycle import FINISHED
 from server.store.models import Sweep
 from server.views import reproduction, sweeps
+from server.views.figures.draw import cut_note
 
 SWEEPS = f"{UI}/sweeps"
 SweepId = sweeps_api.SweepId
@@ -227,6 +228,7 @@ def _sweep_live_context(
         "downloads": downloads(shown, scope=scope, tol=tol),
         "version": _version(sweep.runs),
         "tol": tol,
+        "cut_note": cut_note("runs", "the JSON and CSV views give it uncut"),
         "scope": scope,
         "scope_text": describe(scope),
     }

@@ -668,6 +668,18 @@ def plot_band(
 
 
 PERCENT_BOUNDS = (0.0, 100.0)
+
+
+def cut_note(replicates: str, uncut: str) -> str:
+    """The note under a table whose percentages' intervals are cut to PERCENT_BOUNDS (the sweep
+    page, the reproduction page and its Markdown): ``uncut`` says where the t interval is."""
+    low, high = PERCENT_BOUNDS
+    return (
+        f"* The interval is cut to {low:g}–{high:g}%, the values a percentage can take: with few "
+        f"{replicates} the t interval reaches past them ({uncut})."
+    )
+
+
 # A difference of two percentages lies within ±100 percentage points.
 DIFFERENCE_BOUNDS = (-100.0, 100.0)
 LOSS_BOUNDS = (0.0, math.inf)
