@@ -54,9 +54,10 @@ async def get_write_session(request: Request) -> AsyncIterator[Session]:
 
 class InOneTrip:
     """A route's blocking part, ``work(session)``, in a session opened, used and closed in one
-    call to the thread pool. The routes on the hot path (/health, the run reads, POST /runs)
-    are async and use this: a plain ``def`` route with a session costs three hops (the route,
-    its response's validation, the session's close); the others keep that simpler form."""
+    call to the thread pool. The views (server/views/registry.py) and the routes on the hot
+    path (/health, the run reads, POST /runs) are async and use this: a plain ``def`` route
+    with a session costs three hops (the route, its response's validation, the session's
+    close); the others keep that simpler form."""
 
     def __init__(self, open_session: Callable[[], Session]) -> None:
         self.open_session = open_session

@@ -36,9 +36,8 @@ from cachetools import LRUCache
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
-from server.api.deps import database_of
+from server.api.deps import InOneTrip, database_of
 from server.api.etag import matches
 from server.core.schemas import ErrorOut, RunStatus
 from server.store import crud
@@ -222,14 +221,9 @@ def _etag(key: Hashable, form: Hashable) -> str:
     return f'"{digest.hexdigest()}"'
 
 
-def _serve(view: View, arguments: dict[str, Any], answer: Answer, request: Request) -> Response:
+def _respond(view: View, arguments: dict[str, Any], answer: Answer, request: Request) -> Response:
     """The view's answer in the request's format: from the cache, or computed once. Runs in a
     worker thread, in a read session of its own (the view function's ``session``)."""
-    with database_of(request).reader() as session:
-        return _respond(view, arguments | {"session": session}, answer, request)
-
-
-def _respond(view: View, arguments: dict[str, Any], answer: Answer, request: Request) -> Response:
     cache: ViewCache = request.app.state.view_cache
     query = tuple(
         (name, _frozen(value))
@@ -296,7 +290,12 @@ def view(
         )
 
         async def endpoint(*, _answer: AnswerDep, _request: Request, **arguments: Any) -> Response:
-            return await run_in_threadpool(_serve, declared, arguments, _answer, _request)
+            trip = InOneTrip(database_of(_request).reader)
+            return await trip(
+                lambda session: _respond(
+                    declared, arguments | {"session": session}, _answer, _request
+                )
+            )
 
         endpoint.__name__ = function.__name__
         endpoint.__doc__ = function.__doc__
@@ -304,7 +303,7 @@ def view(
             inspect.Parameter("_answer", inspect.Parameter.KEYWORD_ONLY, annotation=AnswerDep),
             inspect.Parameter("_request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
         ]
-        # The function's parameters but its session, which _serve opens.
+        # The function's parameters but its session, which the endpoint opens.
         endpoint.__signature__ = signature.replace(  # type: ignore[attr-defined]
             parameters=[
                 p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
